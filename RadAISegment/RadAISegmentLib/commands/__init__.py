@@ -1,0 +1,1 @@
+"""``radai`` sub-commands backed by RadAISegmentLib (each module: ``register(subparsers)``)."""

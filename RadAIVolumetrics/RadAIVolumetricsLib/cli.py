@@ -1,0 +1,56 @@
+"""The ``radai`` command line: one entry point over both engine packages.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``
+(adds its parser and sets ``func``). Modules are imported only when the
+command table is built, never at package import. Errors the user can fix
+(:class:`RadAISegmentLib.errors.RadAIError`) print one line on stderr and exit
+with code 2; unexpected errors exit 1 with one line (``RADAI_DEBUG=1`` shows
+the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+#: command name -> module providing ``register(subparsers)``
+COMMANDS: dict[str, str] = {
+    "info": "RadAISegmentLib.commands.info",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radai", description="RadAI: AI-assisted 3D volumetric analysis of CT and MRI.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from RadAISegmentLib.errors import RadAIError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except RadAIError as error:
+        print(f"radai {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"radai {args.command}: interrupted; nothing half-written was left.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last line of defence for a CLI
+        if os.environ.get("RADAI_DEBUG"):
+            raise
+        print(f"radai {args.command}: unexpected error: {type(error).__name__}: {error} "
+              "(set RADAI_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``radai`` sub-commands backed by RadAIVolumetricsLib (each module: ``register(subparsers)``)."""
