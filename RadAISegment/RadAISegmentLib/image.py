@@ -221,3 +221,11 @@ _PALETTE = [
 
 def default_color(label: int) -> tuple[float, float, float]:
     return _PALETTE[(int(label) - 1) % len(_PALETTE)]
+
+
+def geometry_summary(image: Image) -> str:
+    """One line for users: voxels, spacing (mm) and origin in RAS (the coordinates Slicer shows)."""
+    origin_ras = geometry.lps_to_ras(image.origin_lps)
+    i, j, k = image.shape_ijk
+    return (f"{i}×{j}×{k} voxels, spacing {', '.join(f'{s:.3g}' for s in image.spacing_mm)} mm, "
+            f"origin (RAS) {', '.join(f'{o:.1f}' for o in origin_ras)} mm")

@@ -1,0 +1,288 @@
+"""RadAISegment: AI segmentation of CT/MRI volumes with Grad-CAM saliency (3D Slicer scripted module).
+
+Wizard layout: Module, parameter node (``parameterNodeWrapper``), Widget, Logic, Test.
+The Widget only binds the GUI; the Logic delegates to ``RadAISegmentLib`` (engine, no
+Slicer imports) and ``RadAISegmentLib.mrml`` (MRML bridge), so it runs headless.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import slicer
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+try:
+    from typing import Annotated
+except ImportError:  # Python < 3.9 in very old Slicer
+    from typing_extensions import Annotated
+
+
+class RadAISegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "RadAI Segment"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["RadAI developers"]
+        self.parent.helpText = (
+            "Segment organs and lesions in CT/MRI with U-Net models (GPU when present, CPU otherwise) "
+            "and show Grad-CAM saliency beside the segmentation. Models are installed per user; "
+            "see the RadAI README.")
+        self.parent.acknowledgementText = (
+            "Built on 3D Slicer, MONAI, SimpleITK and PyTorch. Brain extraction uses deepbet's networks (MIT).")
+        slicer.app.connect("startupCompleted()", registerSampleData) if hasattr(slicer, "app") else None
+
+
+def registerSampleData():
+    """Register the bundled cases with Slicer's Sample Data module (local files, no download)."""
+    import SampleData
+    from RadAISegmentLib.sample_data import list_sample_cases, sample_case
+
+    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    for name in list_sample_cases():
+        paths = sample_case(name)
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category="RadAI", sampleName=f"RadAI {name}",
+            thumbnailFileName=os.path.join(iconsPath, "RadAISegment.png"),
+            uris=[f"file://{paths['image']}"], fileNames=[os.path.basename(paths["image"])],
+            nodeNames=[f"RadAI_{name}"], loadFileType="VolumeFile")
+
+
+@parameterNodeWrapper
+class RadAISegmentParameterNode:
+    """Module state kept in the scene (saved with it).
+
+    inputVolume: the CT or MR volume to segment.
+    modelId: id of an installed model card.
+    device: "auto", "cpu" or "cuda".
+    fastMode: coarser spacing for quick CPU runs.
+    seedPoints: markups points (RAS) for the promptable lesion model.
+    boxSizeMm: physical box edge around each seed (0 = model default).
+    explain: compute Grad-CAM saliency after segmentation.
+    saliencyLabel: label name or id to explain.
+    saliencyOpacity: opacity of the saliency overlay (0..1).
+    outputSegmentation: optional existing node to overwrite (never the input).
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelId: str = "lesion-roi"
+    device: str = "auto"
+    fastMode: bool = False
+    seedPoints: vtkMRMLMarkupsFiducialNode
+    boxSizeMm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
+    explain: bool = False
+    saliencyLabel: str = ""
+    saliencyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
+    outputSegmentation: vtkMRMLSegmentationNode
+
+
+class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Binds RadAISegment.ui to the parameter node and to the Logic; no computation here."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+
+    def setup(self) -> None:
+        import qt
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadAISegment.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = RadAISegmentLogic()
+        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self.onPollJob)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self._job:
+            self._job.cancel()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
+        self.ui.deviceLabel.text = self.logic.deviceSummary()
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk_modified_event(), self._updateState)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk_modified_event(), self._updateState)
+            self._updateState()
+
+    def _updateState(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        volume = node.inputVolume if node else None
+        self.ui.geometryLabel.text = self.logic.geometrySummary(volume) if volume else "Select a volume."
+        self.ui.applyButton.enabled = bool(volume) and self._job is None
+        self.ui.cancelButton.enabled = self._job is not None
+
+    def onApplyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("RadAI segmentation failed to start.", waitCursor=True):
+            self.logic.ensureDependencies()
+            self._job = self.logic.startSegmentation(self._parameterNode)
+            self._timer.start()
+            self._updateState()
+
+    def onCancelButton(self) -> None:
+        if self._job:
+            self._job.cancel()
+
+    def onPollJob(self) -> None:
+        job = self._job
+        self.ui.progressBar.value = int(100 * job.fraction)
+        self.ui.statusLabel.text = job.statusText()
+        if not job.done:
+            return
+        self._timer.stop()
+        self._job = None
+        with slicer.util.tryWithErrorDisplay("RadAI segmentation failed.", waitCursor=True):
+            self.logic.finishSegmentation(job, self._parameterNode)
+        self._updateState()
+
+
+def vtk_modified_event():
+    import vtk
+    return vtk.vtkCommand.ModifiedEvent
+
+
+class RadAISegmentLogic(ScriptedLoadableModuleLogic):
+    """Segmentation and saliency on MRML nodes; every method also runs headless.
+
+    Engine work (``RadAISegmentLib``) runs in a worker thread started by
+    :meth:`startSegmentation`; the MRML scene is only touched by
+    :meth:`finishSegmentation`, which the Widget calls on the main thread.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return RadAISegmentParameterNode(super().getParameterNode())
+
+    # -- geometry and I/O -------------------------------------------------------------
+    def loadVolume(self, path: str, name: str | None = None):
+        """Read a file or DICOM folder with the engine and add it to the scene as a volume node."""
+        from RadAISegmentLib.io import read_image
+        from RadAISegmentLib.mrml import volume_node_from_image
+        image = read_image(path)
+        return volume_node_from_image(image, name or os.path.basename(str(path)).split(".")[0])
+
+    def geometrySummary(self, volumeNode) -> str:
+        """Shape, spacing and origin of a volume node, in RAS as Slicer shows them."""
+        from RadAISegmentLib.image import geometry_summary
+        from RadAISegmentLib.mrml import image_from_volume_node
+        return geometry_summary(image_from_volume_node(volumeNode))
+
+    # -- devices and dependencies ---------------------------------------------------------
+    def deviceSummary(self) -> str:
+        try:
+            from RadAISegmentLib.device import describe_device
+            return describe_device()["summary"]
+        except ImportError as error:
+            return f"PyTorch not installed yet ({error}); it is installed on first Apply."
+
+    def ensureDependencies(self) -> None:
+        """Install Resources/requirements.txt on first use (never at import time)."""
+        requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
+        try:
+            import monai  # noqa: F401
+            import SimpleITK  # noqa: F401
+            import torch  # noqa: F401
+            return
+        except ImportError:
+            pass
+        try:
+            import PyTorchUtils  # SlicerPyTorch extension installs a torch build matching the GPU
+            PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
+        except ImportError:
+            logging.info("SlicerPyTorch not found; installing torch from requirements.txt")
+        if hasattr(slicer, "packaging") and hasattr(slicer.packaging, "pip_ensure"):
+            slicer.packaging.pip_ensure(requirements)
+        else:
+            slicer.util.pip_install(["-r", requirements])
+
+    # -- segmentation ---------------------------------------------------------------------
+    def startSegmentation(self, parameterNode):
+        """Start engine inference in a worker thread; returns a job to poll (see SegmentationJob)."""
+        from RadAISegmentLib.jobs import start_segmentation_job
+        from RadAISegmentLib.mrml import image_from_volume_node
+        image = image_from_volume_node(parameterNode.inputVolume)
+        seeds = []
+        if parameterNode.seedPoints:
+            points = parameterNode.seedPoints
+            for index in range(points.GetNumberOfControlPoints()):
+                position = [0.0, 0.0, 0.0]
+                points.GetNthControlPointPositionWorld(index, position)
+                seeds.append(tuple(position))
+        return start_segmentation_job(image, parameterNode.modelId, seeds_ras=seeds,
+                                      box_mm=parameterNode.boxSizeMm or None, device=parameterNode.device,
+                                      fast=parameterNode.fastMode)
+
+    def finishSegmentation(self, job, parameterNode):
+        """Main thread: turn a finished job's labelmap into a segmentation node (new unless chosen)."""
+        from RadAISegmentLib.mrml import segmentation_node_from_labelmap, show_closed_surfaces
+        labelmap = job.result()
+        volume = parameterNode.inputVolume
+        name = f"{volume.GetName()} {parameterNode.modelId}"
+        node = segmentation_node_from_labelmap(labelmap, name, reference_volume_node=volume,
+                                               existing_node=parameterNode.outputSegmentation)
+        show_closed_surfaces(node)
+        return node
+
+
+class RadAISegmentTest(ScriptedLoadableModuleTest):
+    """Runs inside a real Slicer (no GPU, no network) on the bundled sample data."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_load_and_describe()
+
+    def test_load_and_describe(self):
+        from RadAISegmentLib.sample_data import sample_case
+        logic = RadAISegmentLogic()
+        node = logic.loadVolume(sample_case("abdomen-ct")["image"])
+        summary = logic.geometrySummary(node)
+        self.assertIn("voxels", summary)
+        self.delayDisplay("RadAISegment load test passed")

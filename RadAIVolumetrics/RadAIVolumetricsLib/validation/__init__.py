@@ -1,0 +1,1 @@
+"""Local validation of segmentation models: overlap, surface and lesion-wise metrics, agreement statistics."""
