@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 #: command name -> module providing ``register(subparsers)``
 COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
+    "evaluate": "RadAIVolumetricsLib.commands.evaluate",
 }
 
 
