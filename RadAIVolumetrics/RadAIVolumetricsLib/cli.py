@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
+    "batch": "RadAIVolumetricsLib.commands.batch",
 }
 
 
