@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
     "batch": "RadAIVolumetricsLib.commands.batch",
+    "demo": "RadAIVolumetricsLib.commands.demo",
 }
 
 
