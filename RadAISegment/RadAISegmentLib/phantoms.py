@@ -138,7 +138,8 @@ def _index_quadratic(grid: Image, ellipsoid: Ellipsoid) -> tuple[tuple[slice, ..
     """Bounding box (``[k, j, i]`` slices) of the ellipsoid on ``grid``, the voxel-centre offsets
     ``d`` (N x 3, index units) from its centre, the quadratic form ``A`` with ``q = d^T A d``
     (``q <= 1`` inside) and ``q`` itself."""
-    to_local = np.diag(1.0 / np.asarray(ellipsoid.semi_axes_mm)) @ ellipsoid.axes.T @ (grid.direction_lps @ np.diag(grid.spacing_mm))
+    index_to_lps_linear = grid.direction_lps @ np.diag(grid.spacing_mm)
+    to_local = np.diag(1.0 / np.asarray(ellipsoid.semi_axes_mm)) @ ellipsoid.axes.T @ index_to_lps_linear
     quadratic = to_local.T @ to_local
     half_ijk = np.sqrt(np.diag(np.linalg.inv(quadratic)))  # exact half-extent of the ellipsoid along i, j, k
     centre_ijk = grid.lps_to_index(np.asarray(ellipsoid.centre_lps))
@@ -257,7 +258,6 @@ def _render_abdomen(grid: Image, anatomy_to_lps: np.ndarray, lesions: Sequence[t
 
     organs = [(info, shape.transformed(anatomy_to_lps), hu) for info, shape, hu in _ORGANS]
     moved = [(name, shape.transformed(anatomy_to_lps), hu, host) for name, shape, hu, host in lesions]
-    organ_masks = {}
     for info, shape, hu in organs:
         frac = ellipsoid_fraction(grid, shape)
         _blend(ct, *frac, hu)
@@ -265,7 +265,6 @@ def _render_abdomen(grid: Image, anatomy_to_lps: np.ndarray, lesions: Sequence[t
         if np.any(labels[mask]):
             raise GeometryError(f"Phantom organs overlap at {info.name}; phantom layout is inconsistent.")
         labels[mask] = info.label
-        organ_masks[info.label] = mask
     lesion_truth = []
     for name, shape, hu, host in moved:
         host_shape = next(s for info, s, _ in organs if info.label == host)
@@ -274,6 +273,8 @@ def _render_abdomen(grid: Image, anatomy_to_lps: np.ndarray, lesions: Sequence[t
         frac = ellipsoid_fraction(grid, shape)
         _blend(ct, *frac, hu)
         mask = ellipsoid_mask(grid, shape, fraction=frac)
+        if np.any(labels[mask] == LESION.label):
+            raise GeometryError(f"{name} overlaps another lesion; phantom layout is inconsistent.")
         labels[mask] = LESION.label
         axial = _axial_axes_mm(shape)
         lesion_truth.append({
@@ -290,11 +291,12 @@ def _render_abdomen(grid: Image, anatomy_to_lps: np.ndarray, lesions: Sequence[t
         inside = [(les["analytic_volume_mm3"], np.asarray(les["centre_lps"])) for les in lesion_truth
                   if les["host_label"] == info.label]
         volume = shape.volume_mm3 - sum(v for v, _ in inside)
-        centre_lps = (shape.volume_mm3 * np.asarray(shape.centre_lps) - sum((v * c for v, c in inside), np.zeros(3))) / volume
-        label_truth[info.label] = {"name": info.name, "analytic_volume_mm3": volume, "centre_ras": geometry.lps_to_ras(centre_lps).tolist()}
+        moment = shape.volume_mm3 * np.asarray(shape.centre_lps) - sum((v * c for v, c in inside), np.zeros(3))
+        label_truth[info.label] = {"name": info.name, "analytic_volume_mm3": volume,
+                                   "centre_ras": geometry.lps_to_ras(moment / volume).tolist()}
     lesion_volume = sum(les["analytic_volume_mm3"] for les in lesion_truth)
-    lesion_centre = (sum((les["analytic_volume_mm3"] * np.asarray(les["centre_lps"]) for les in lesion_truth), np.zeros(3))
-                     / lesion_volume) if lesion_truth else np.full(3, np.nan)
+    lesion_moment = sum((les["analytic_volume_mm3"] * np.asarray(les["centre_lps"]) for les in lesion_truth), np.zeros(3))
+    lesion_centre = lesion_moment / lesion_volume if lesion_truth else np.full(3, np.nan)
     label_truth[LESION.label] = {"name": LESION.name, "analytic_volume_mm3": lesion_volume,
                                  "centre_ras": geometry.lps_to_ras(lesion_centre).tolist()}
     for label, entry in label_truth.items():
@@ -334,7 +336,8 @@ def abdominal_ct_phantom(shape_ijk: Sequence[int] = (128, 128, 64), spacing_mm: 
     return _render_abdomen(grid, np.eye(4), _LESIONS, np.random.default_rng(seed))
 
 
-def followup_pair_phantom(rotation_deg: Sequence[float] = (3.0, -2.0, 8.0), translation_mm: Sequence[float] = (6.0, -4.0, 9.0),
+def followup_pair_phantom(rotation_deg: Sequence[float] = (3.0, -2.0, 8.0),
+                          translation_mm: Sequence[float] = (6.0, -4.0, 9.0),
                           volume_change_fraction: float = 0.3, new_lesion: bool = True, rotated: bool = False,
                           shape_ijk: Sequence[int] = (128, 128, 64), spacing_mm: Sequence[float] = (1.5, 1.5, 3.0),
                           seed: int = 0) -> tuple[Image, Image, Image, Image, dict]:
@@ -455,9 +458,9 @@ def cardiac_cine_phantom(n_phases: int = 20, heart_rate_bpm: float = 60.0, edv_m
         signal += rng.normal(0.0, 20.0, size=signal.shape) * body
         time_ms = index * rr_ms / n_phases
         images.append(grid.with_array(np.clip(np.round(signal), 0, 4095).astype(np.int16), modality="MR",
-                                      trigger_time_ms=time_ms, cardiac_phase_index=index))
+                                      trigger_time_ms=time_ms, cardiac_phase_index=index, heart_rate_bpm=heart_rate_bpm))
         labelmaps.append(grid.with_array(labels, segments=CARDIAC_SEGMENTS, modality="SEG",
-                                         trigger_time_ms=time_ms, cardiac_phase_index=index))
+                                         trigger_time_ms=time_ms, cardiac_phase_index=index, heart_rate_bpm=heart_rate_bpm))
         counts = {label: int(np.count_nonzero(labels == label)) for label in (1, 2, 3)}
         phases.append({"index": index, "time_ms": time_ms,
                        "lv_volume_ml": volume / 1000.0, "myocardium_volume_ml": myocardium / 1000.0,
@@ -469,6 +472,9 @@ def cardiac_cine_phantom(n_phases: int = 20, heart_rate_bpm: float = 60.0, edv_m
     stroke = edv_ml - esv_ml
     truth = {
         "phases": phases, "ed_index": 0, "es_index": es_index, "n_phases": n_phases,
+        "times_ms": [phase["time_ms"] for phase in phases],
+        "lv_volumes_ml": [phase["lv_volume_ml"] for phase in phases],
+        "rv_volumes_ml": [phase["rv_volume_ml"] for phase in phases],
         "heart_rate_bpm": heart_rate_bpm, "rr_interval_ms": rr_ms,
         "edv_ml": edv_ml, "esv_ml": esv_ml, "stroke_volume_ml": stroke, "ef_percent": 100.0 * stroke / edv_ml,
         "cardiac_output_l_per_min": stroke * heart_rate_bpm / 1000.0,
