@@ -84,6 +84,7 @@ def read_image(path: str | os.PathLike, series_uid: Optional[str] = None) -> Ima
         return read_dicom_volume(path, series_uid=series_uid)
     if output_suffix(path) == ".seg.nrrd":
         return read_segmentation_nrrd(path)
+    require_complete_gzip(path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -97,6 +98,20 @@ def read_image(path: str | os.PathLike, series_uid: Optional[str] = None) -> Ima
         if reader.HasMetaDataKey(key):
             metadata[key] = reader.GetMetaData(key)
     return from_sitk(sitk_image, metadata)
+
+
+def require_complete_gzip(path: Path) -> None:
+    """Refuse a truncated ``.gz`` file: ITK silently zero-fills the missing voxels of a cut-off gzip stream."""
+    if not path.name.lower().endswith(".gz"):
+        return
+    import gzip
+    import zlib
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(f"{path.name} is truncated or corrupt ({error}); re-export or re-copy the file.") from None
 
 
 def first_line(error: BaseException) -> str:

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 #: command name -> module providing ``register(subparsers)``
 COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
+    "measure": "RadAIVolumetricsLib.commands.measure",
+    "ef": "RadAIVolumetricsLib.commands.ef",
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
     "batch": "RadAIVolumetricsLib.commands.batch",
     "demo": "RadAIVolumetricsLib.commands.demo",

@@ -1,0 +1,234 @@
+"""Seg-Grad-CAM / Grad-CAM++ / SmoothGrad for a 3D segmentation model, on the input image's grid.
+
+Entry points: :func:`explain` (an ``nn.Module`` plus its model card as a dict) and
+:func:`explain_image` (a model id resolved through :mod:`RadAISegmentLib.models`, or a model
+folder). Work is done on a crop around the target (the seed's box, or the bounding box of the
+label predicted by a no-grad pass), tiled in model-sized windows; the whole CT is never
+back-propagated at once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, LabelError
+from ..image import Image
+from ..progress import CancelToken, ProgressCallback
+from . import cam
+from .grid import bounding_box_kji, pad_to, paste_back, window_starts, working_grid
+
+METHODS = ("gradcam", "gradcampp", "smoothgrad")
+SMOOTHGRAD_NOTE = "input-gradient saliency; Grad-CAM needs layer access"
+
+
+@dataclass
+class SaliencyResult:
+    """``map``: float32 Image on exactly the input image's grid, values in [0, 1].
+    ``metadata``: method, layer, label, label_name, model_id, region, all_zero, crop facts."""
+
+    map: Image
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """The few model-card facts saliency needs (see docs/architecture.md, "Model card")."""
+
+    model_id: str
+    task: str
+    labels: dict            # label value -> name
+    spacing_mm: Optional[tuple]   # (i, j, k) mm, None = image spacing
+    patch_size_kji: tuple
+    normalisation: dict
+    prompt_sigma_mm: float
+
+    @staticmethod
+    def from_card(card: Mapping[str, Any]) -> "CardFacts":
+        spec = card.get("input", {}) or {}
+        patch = spec.get("patch_size", [64, 64, 64])
+        labels = {int(e["label"]): str(e.get("name", f"Segment_{e['label']}")) for e in card.get("labels", [])}
+        spacing = spec.get("spacing_mm")
+        return CardFacts(str(card.get("id", "unknown")), str(card.get("task", "segmentation")), labels or {1: "Segment_1"},
+                         tuple(float(s) for s in spacing) if spacing else None, tuple(int(p) for p in reversed(patch)),
+                         dict(spec.get("normalisation") or {"kind": "none"}),
+                         float((spec.get("prompt") or {}).get("sigma_mm", 3.0)))
+
+    @property
+    def promptable(self) -> bool:
+        return self.task == "promptable-lesion"
+
+
+def resolve_label(facts: CardFacts, label: Any) -> int:
+    """A label value from a value, a numeric string or a (case-insensitive) name on the card."""
+    if label is None:
+        return min(facts.labels)
+    if isinstance(label, (int, np.integer)) or (isinstance(label, str) and label.strip().isdigit()):
+        return int(label)
+    for value, name in facts.labels.items():
+        if name.lower() == str(label).strip().lower():
+            return value
+    raise LabelError(f"Label {label!r} is not on model {facts.model_id!r}; choose one of "
+                     f"{', '.join(f'{v}={n}' for v, n in sorted(facts.labels.items()))}.")
+
+
+def normalise_intensities(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Card intensity normalisation: ``ct_window`` (clip to [a_min, a_max] -> [0, 1]),
+    ``zscore_nonzero``, ``percentile`` (lower/upper -> [0, 1]) or none."""
+    kind = spec.get("kind", "none")
+    array = array.astype(np.float32)
+    if kind == "ct_window":
+        a_min, a_max = float(spec.get("a_min", -1000)), float(spec.get("a_max", 1000))
+        return np.clip((array - a_min) / (a_max - a_min), 0.0, 1.0)
+    if kind == "zscore_nonzero":
+        values = array[array != 0]
+        if values.size == 0:
+            return array
+        return np.where(array != 0, (array - values.mean()) / max(float(values.std()), 1e-6), 0.0).astype(np.float32)
+    if kind == "percentile":
+        low, high = np.percentile(array, [float(spec.get("lower", 0.5)), float(spec.get("upper", 99.5))])
+        return np.clip((array - low) / max(high - low, 1e-6), 0.0, 1.0)
+    return array
+
+
+def _prompt_channel(grid: Image, seed_lps: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """Gaussian (peak 1, sigma in mm) at the seed on the working grid, ``(k, j, i)``."""
+    k, j, i = np.meshgrid(*[np.arange(n) for n in grid.array.shape], indexing="ij")
+    points = grid.index_to_lps(np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1))
+    distance2 = ((points - seed_lps) ** 2).sum(axis=1).reshape(grid.array.shape)
+    return np.exp(-distance2 / (2.0 * sigma_mm ** 2)).astype(np.float32)
+
+
+def _model_input(grid: Image, facts: CardFacts, seed_lps: Optional[np.ndarray]) -> np.ndarray:
+    channels = [normalise_intensities(grid.array, facts.normalisation)]
+    if facts.promptable:
+        channels.append(_prompt_channel(grid, seed_lps, facts.prompt_sigma_mm))
+    return np.stack(channels)
+
+
+def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any = None,
+            seed_ras: Optional[Sequence[float]] = None, box_mm: Optional[float | Sequence[float]] = None,
+            method: str = "gradcam", layer: Optional[str] = None, region: str = "mask",
+            n_samples: int = 8, noise_seed: int = 0, overlap: float = 0.25,
+            progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> SaliencyResult:
+    """Saliency of one label of ``model`` for ``image``, as a [0, 1] float32 map on the image's grid.
+
+    Args:
+        card: model-card dict (``id``, ``task``, ``labels``, ``input.spacing_mm`` (i, j, k mm),
+            ``input.patch_size`` (i, j, k voxels), ``input.normalisation``).
+        label: label value or name (default: the card's first label).
+        seed_ras: a point (RAS mm) to centre the crop on; required for promptable-lesion models.
+            Without it the crop is the bounding box of the label predicted by a no-grad pass.
+        box_mm: crop edge length(s) in mm (default: patch size x spacing).
+        method: ``gradcam``, ``gradcampp`` or ``smoothgrad``; TorchScript models always use
+            ``smoothgrad`` (no layer hooks), recorded in the metadata.
+        layer: Grad-CAM layer name (default: the bottleneck, :func:`cam.find_target_layer`).
+        region: ``mask`` (predicted mask of the label), ``box`` (every voxel of the crop) or ``image``.
+    """
+    start = time.perf_counter()
+    if method not in METHODS:
+        raise InputError(f"Unknown saliency method {method!r}; choose one of {', '.join(METHODS)}.")
+    if region not in ("mask", "box", "image"):
+        raise InputError(f"Unknown region {region!r}; choose mask, box or image.")
+    image.require_finite()
+    facts = CardFacts.from_card(card)
+    label_value = resolve_label(facts, label)
+    requested = method
+    if cam.is_torchscript(model) and method != "smoothgrad":
+        method = "smoothgrad"
+    model.eval()
+    patch = np.asarray(facts.patch_size_kji)
+    seed_lps = None if seed_ras is None else np.asarray(image.index_to_lps(image.ras_to_index(np.asarray(seed_ras, float))))
+    if facts.promptable and seed_lps is None:
+        raise InputError(f"Model {facts.model_id!r} is promptable: give a seed point (--seed R,A,S) inside the lesion.")
+
+    if seed_lps is not None:
+        size_mm = (np.full(3, float(box_mm)) if np.isscalar(box_mm) else np.asarray(box_mm, float)) if box_mm is not None \
+            else patch[::-1] * np.asarray(facts.spacing_mm or image.spacing_mm)
+        spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
+        grid = working_grid(image, seed_lps, size_mm, spacing)
+        low, high = np.zeros(3, int), np.asarray(grid.array.shape)
+    else:
+        extent_mm = np.asarray(image.shape_ijk) * np.asarray(image.spacing_mm)
+        centre = image.index_to_lps((np.asarray(image.shape_ijk) - 1) / 2.0)
+        grid = working_grid(image, centre, extent_mm, facts.spacing_mm)
+        size_mm = extent_mm
+        low, high = _predicted_bounds(model, _model_input(grid, facts, None), label_value, patch, overlap, cancel)
+
+    inputs = _model_input(grid, facts, seed_lps)
+    total = np.zeros(grid.array.shape, np.float32)
+    counts = np.zeros(grid.array.shape, np.float32)
+    crop_shape = np.maximum(high - low, patch)
+    starts = [(a, b, c) for a in window_starts(crop_shape[0], patch[0], overlap)
+              for b in window_starts(crop_shape[1], patch[1], overlap) for c in window_starts(crop_shape[2], patch[2], overlap)]
+    chosen_layer, facts_window = None, {}
+    background = float(inputs[0].min())
+    for index, start_kji in enumerate(starts):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        origin = np.minimum(low + np.asarray(start_kji), np.maximum(np.asarray(grid.array.shape) - patch, 0))
+        window = tuple(slice(int(o), int(o + p)) for o, p in zip(origin, patch))
+        block = inputs[(slice(None),) + window]
+        valid = block.shape[1:]
+        padded = np.stack([pad_to(c, patch, background if n == 0 else 0.0) for n, c in enumerate(block)])
+        tensor = torch.from_numpy(np.ascontiguousarray(padded))[None]
+        region_tensor = None if region == "mask" else torch.ones(tuple(patch), dtype=torch.bool)
+        if method == "smoothgrad":
+            raw, facts_window = cam.smoothgrad(model, tensor, label_value, region_tensor, n_samples=n_samples,
+                                               seed=noise_seed, image_channels=1)
+        else:
+            chosen_layer = chosen_layer or layer or cam.find_target_layer(model, tensor)
+            raw, facts_window = cam.gradcam(model, tensor, label_value, region_tensor, chosen_layer,
+                                            plus_plus=(method == "gradcampp"))
+        crop = tuple(slice(0, v) for v in valid)
+        total[window] += raw[crop]
+        counts[window] += 1.0
+        if progress is not None:
+            progress((index + 1) / len(starts), f"saliency window {index + 1}/{len(starts)}")
+    raw_map = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
+    normalised, all_zero = cam.normalise_map(raw_map)
+    on_input, _ = cam.normalise_map(paste_back(grid.with_array(normalised), image))  # peak 1 after interpolation
+    metadata = {
+        "method": method, "requested_method": requested, "layer": chosen_layer if method != "smoothgrad" else None,
+        "label": label_value, "label_name": facts.labels.get(label_value, f"Segment_{label_value}"),
+        "model_id": facts.model_id, "region": region, "region_kind": facts_window.get("region_kind"),
+        "all_zero": bool(all_zero), "n_windows": len(starts),
+        "crop_size_mm": [float(s) for s in np.asarray(size_mm)], "working_spacing_mm": list(grid.spacing_mm),
+        "seed_ras": None if seed_ras is None else [float(v) for v in seed_ras],
+        "elapsed_s": round(time.perf_counter() - start, 3),
+    }
+    if method == "smoothgrad":
+        metadata.update(note=SMOOTHGRAD_NOTE, n_samples=int(n_samples), noise_seed=int(noise_seed))
+    saliency = image.with_array(on_input, saliency_method=method, saliency_label=label_value)
+    return SaliencyResult(saliency, metadata)
+
+
+def _predicted_bounds(model: nn.Module, inputs: np.ndarray, label: int, patch: np.ndarray, overlap: float,
+                      cancel: Optional[CancelToken]) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds (k, j, i) on the working grid of the label's predicted mask (no-grad windows), with a
+    margin of a quarter patch; the whole grid when the label is not predicted anywhere."""
+    shape = np.asarray(inputs.shape[1:])
+    mask = np.zeros(tuple(shape), bool)
+    background = float(inputs[0].min())
+    for a in window_starts(shape[0], patch[0], overlap):
+        for b in window_starts(shape[1], patch[1], overlap):
+            for c in window_starts(shape[2], patch[2], overlap):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                window = tuple(slice(s, s + p) for s, p in zip((a, b, c), patch))
+                block = inputs[(slice(None),) + window]
+                padded = np.stack([pad_to(ch, patch, background if n == 0 else 0.0) for n, ch in enumerate(block)])
+                with torch.no_grad():
+                    logits = model(torch.from_numpy(np.ascontiguousarray(padded))[None])
+                predicted = cam.predicted_mask(logits, label).numpy()
+                valid = tuple(slice(0, v) for v in block.shape[1:])
+                mask[window] |= predicted[valid]
+    bounds = bounding_box_kji(mask)
+    if bounds is None:
+        return np.zeros(3, int), shape
+    margin = patch // 4
+    return np.maximum(bounds[0] - margin, 0), np.minimum(bounds[1] + margin, shape)

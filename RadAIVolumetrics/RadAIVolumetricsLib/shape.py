@@ -1,0 +1,132 @@
+"""IBSI shape features as PyRadiomics defines them (``radiomics/shape.py`` + ``cshape.c``).
+
+All functions take a boolean mask indexed ``[k, j, i]`` and ``spacing_mm`` in
+``(i, j, k)`` order and work in physical millimetres. The direction matrix is a
+rotation, so lengths, areas and volumes do not depend on it; only the
+*2D* diameters refer to the voxel planes, exactly as in PyRadiomics:
+
+* ``Maximum2DDiameterSlice``: vertex pairs in the same k-plane (row–column plane, usually axial);
+* ``Maximum2DDiameterColumn``: same j-plane (row–slice plane, usually coronal);
+* ``Maximum2DDiameterRow``: same i-plane (column–slice plane, usually sagittal).
+
+The surface mesh is marching cubes at level 0.5 on the mask padded with one
+background voxel (vertices on edge midpoints, as PyRadiomics' own marching
+cubes); mesh volume uses signed tetrahedra from the origin; Maximum3DDiameter is
+the exact largest distance between mesh vertices (searched on the convex hull).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+from skimage.measure import marching_cubes
+
+
+@dataclass
+class ShapeFeatures:
+    voxel_count: int
+    voxel_volume_mm3: float
+    mesh_volume_mm3: float
+    surface_area_mm2: float
+    sphericity: float
+    max_3d_diameter_mm: float
+    max_2d_diameter_slice_mm: float
+    max_2d_diameter_column_mm: float
+    max_2d_diameter_row_mm: float
+    major_axis_length_mm: float
+    minor_axis_length_mm: float
+    least_axis_length_mm: float
+    elongation: float
+    flatness: float
+
+
+def spacing_kji(spacing_mm: Sequence[float]) -> np.ndarray:
+    """Spacing reordered to the ``[k, j, i]`` array axes (mm)."""
+    return np.asarray(spacing_mm, dtype=float)[::-1].copy()
+
+
+def surface_mesh(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (mm, ``[k, j, i]`` axis order, relative to the mask's voxel 0) and triangle faces."""
+    padded = np.pad(np.asarray(mask, dtype=np.float32), 1)
+    vertices, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(spacing_kji(spacing_mm)),
+                                           allow_degenerate=False)
+    return vertices - spacing_kji(spacing_mm), faces
+
+
+def mesh_volume_and_area(vertices: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
+    """Enclosed volume (mm³, signed tetrahedra) and surface area (mm²) of a closed triangle mesh."""
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    volume = abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
+    area = float(np.linalg.norm(np.cross(b - a, c - a), axis=1).sum() / 2.0)
+    return volume, area
+
+
+def max_pairwise_distance(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Largest distance between any two points (exact), with the two points. Points ``(N, d)``."""
+    points = np.unique(np.asarray(points, dtype=float), axis=0)
+    if len(points) < 2:
+        return 0.0, points[0] if len(points) else np.zeros(points.shape[1]), points[0] if len(points) else np.zeros(points.shape[1])
+    candidates = points
+    if len(points) > 3 * (points.shape[1] + 1):
+        try:
+            candidates = points[ConvexHull(points).vertices]
+        except QhullError:  # degenerate (coplanar / collinear): all points are candidates
+            candidates = points
+    best, first, second = 0.0, candidates[0], candidates[0]
+    for start in range(0, len(candidates), 2048):
+        block = candidates[start:start + 2048]
+        squared = ((block[:, None, :] - candidates[None, :, :]) ** 2).sum(axis=2)
+        flat = int(np.argmax(squared))
+        row, column = divmod(flat, squared.shape[1])
+        if squared[row, column] > best ** 2:
+            best, first, second = float(np.sqrt(squared[row, column])), block[row], candidates[column]
+    return best, first, second
+
+
+def _max_planar_diameter(vertices: np.ndarray, axis: int, spacing: np.ndarray) -> float:
+    """PyRadiomics' 2D diameter: largest distance between vertices sharing the coordinate along ``axis``."""
+    plane_key = np.round(vertices[:, axis] / spacing[axis] * 2.0).astype(np.int64)  # half-voxel planes
+    other = [a for a in range(3) if a != axis]
+    order = np.argsort(plane_key, kind="stable")
+    keys, starts = np.unique(plane_key[order], return_index=True)
+    best = 0.0
+    for index, start in enumerate(starts):
+        stop = starts[index + 1] if index + 1 < len(starts) else len(order)
+        if stop - start >= 2:
+            best = max(best, max_pairwise_distance(vertices[order[start:stop]][:, other])[0])
+    return best
+
+
+def principal_axes(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, mm²) and eigenvectors (columns, ``[k, j, i]`` axes) of the
+    voxel-centre covariance in physical space (population covariance, as PyRadiomics)."""
+    coordinates = np.argwhere(mask) * spacing_kji(spacing_mm)
+    centred = coordinates - coordinates.mean(axis=0)
+    covariance = centred.T @ centred / max(len(coordinates), 1)
+    values, vectors = np.linalg.eigh(covariance)
+    order = np.argsort(values)[::-1]
+    return np.clip(values[order], 0.0, None), vectors[:, order]
+
+
+def shape_features(mask: np.ndarray, spacing_mm: Sequence[float]) -> ShapeFeatures:
+    """All shape features of one non-empty mask (crop it to its bounding box first for speed)."""
+    mask = np.asarray(mask, dtype=bool)
+    count = int(mask.sum())
+    spacing = spacing_kji(spacing_mm)
+    voxel_volume = count * float(np.prod(spacing))
+    vertices, faces = surface_mesh(mask, spacing_mm)
+    mesh_volume, area = mesh_volume_and_area(vertices, faces)
+    sphericity = float((36.0 * np.pi * mesh_volume ** 2) ** (1.0 / 3.0) / area) if area > 0 else 0.0
+    eigenvalues, _ = principal_axes(mask, spacing_mm)
+    major, minor, least = (4.0 * np.sqrt(v) for v in eigenvalues)
+    ratio = lambda value: float(np.sqrt(value / eigenvalues[0])) if eigenvalues[0] > 0 else 0.0
+    return ShapeFeatures(
+        voxel_count=count, voxel_volume_mm3=voxel_volume, mesh_volume_mm3=mesh_volume, surface_area_mm2=area,
+        sphericity=sphericity, max_3d_diameter_mm=max_pairwise_distance(vertices)[0],
+        max_2d_diameter_slice_mm=_max_planar_diameter(vertices, 0, spacing),
+        max_2d_diameter_column_mm=_max_planar_diameter(vertices, 1, spacing),
+        max_2d_diameter_row_mm=_max_planar_diameter(vertices, 2, spacing),
+        major_axis_length_mm=float(major), minor_axis_length_mm=float(minor), least_axis_length_mm=float(least),
+        elongation=ratio(eigenvalues[1]), flatness=ratio(eigenvalues[2]))

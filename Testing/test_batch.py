@@ -1,0 +1,97 @@
+"""Cohort batch on a 2-worker LocalCluster on loopback: good studies done, a corrupt one reported,
+a second run skips everything, and a run that loses a worker mid-way still completes correctly."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from RadAISegmentLib.io import write_image
+from RadAISegmentLib.phantoms import abdominal_ct_phantom
+from RadAIVolumetricsLib.batch.runner import run_batch
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    from RadAIVolumetricsLib.batch.runner import start_local_client
+    client = start_local_client(workers=2)
+    yield client
+    cluster = client.cluster
+    client.close()
+    cluster.close()
+
+
+def make_cohort(root, sample_data, n_phantoms=3):
+    """Bundled real CT with its labels, phantoms (analytic volumes), and one truncated (corrupt) image."""
+    truths = {}
+    (root / "abdomen").mkdir(parents=True)
+    shutil.copy(sample_data / "abdomen-ct_image.nii.gz", root / "abdomen" / "ct.nii.gz")
+    shutil.copy(sample_data / "abdomen-ct_labels.nii.gz", root / "abdomen" / "seg.nii.gz")
+    for index in range(n_phantoms):
+        ct, labels, truth = abdominal_ct_phantom(shape_ijk=(64, 64, 32), spacing_mm=(3.0, 3.0, 6.0), seed=index)
+        folder = root / f"phantom{index}"
+        folder.mkdir()
+        write_image(ct, folder / "ct.nii.gz")
+        write_image(labels, folder / "seg.nii.gz")
+        truths[folder.name] = truth
+    (root / "corrupt").mkdir()
+    data = (sample_data / "abdomen-ct_image.nii.gz").read_bytes()
+    (root / "corrupt" / "ct.nii.gz").write_bytes(data[: len(data) // 3])
+    return truths
+
+
+def volumes_by_study(table_path):
+    table = pq.read_table(table_path).to_pylist()
+    return {(row["study"], row["label"]): row["volume_ml"] for row in table if row["status"] == "done"}
+
+
+def test_cohort_done_failed_then_skipped(tmp_path, sample_data, dask_client):
+    truths = make_cohort(tmp_path / "cohort", sample_data)
+    first = run_batch(tmp_path / "cohort", tmp_path / "out", client=dask_client)
+    assert (first.done, first.failed, first.skipped) == (4, 1, 0)
+    failed = [r for r in first.results if r["status"] == "failed"]
+    assert failed[0]["study"] == "corrupt" and "ct.nii.gz" in failed[0]["error"]
+    assert not (tmp_path / "out" / "corrupt").exists()          # nothing half-written for the failed study
+    volumes = volumes_by_study(first.table_parquet)
+    for study, truth in truths.items():
+        for label, facts in truth["labels"].items():
+            expected_ml = facts["voxel_volume_mm3"] / 1000.0   # voxel count x voxel size, from the phantom
+            assert volumes[(study, float(label))] == pytest.approx(expected_ml)
+    record = json.loads((tmp_path / "out" / "phantom0" / "study.json").read_text())
+    assert record["status"] == "done" and len(record["fingerprint"]) == 64
+    second = run_batch(tmp_path / "cohort", tmp_path / "out", client=dask_client)
+    assert (second.done, second.skipped, second.failed) == (0, 4, 1)
+    assert volumes_by_study(second.table_parquet) == volumes
+    # Changing an input's bytes makes that study (only) run again.
+    labels = abdominal_ct_phantom(shape_ijk=(64, 64, 32), spacing_mm=(3.0, 3.0, 6.0), seed=1)[1]
+    write_image(labels.with_array(np.where(labels.array == 2, 0, labels.array)),   # spleen label removed
+                tmp_path / "cohort" / "phantom1" / "seg.nii.gz")
+    third = run_batch(tmp_path / "cohort", tmp_path / "out", client=dask_client)
+    assert (third.done, third.skipped) == (1, 3)
+
+
+def test_lost_worker_tasks_are_retried(tmp_path, sample_data, dask_client):
+    make_cohort(tmp_path / "cohort", sample_data, n_phantoms=6)
+    shutil.rmtree(tmp_path / "cohort" / "corrupt")
+    reference = run_batch(tmp_path / "cohort", tmp_path / "reference_out", client=dask_client)
+    pids = dask_client.run(os.getpid)
+    killed = []
+
+    def kill_a_busy_worker(result):
+        if not killed:
+            victim = next(pid for pid in pids.values() if pid != result["worker_pid"])
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    survived = run_batch(tmp_path / "cohort", tmp_path / "out", client=dask_client, on_result=kill_a_busy_worker)
+    assert killed
+    assert survived.done == 7 and survived.failed == 0
+    assert volumes_by_study(survived.table_parquet) == volumes_by_study(reference.table_parquet)
+    for study in ("abdomen", *(f"phantom{i}" for i in range(6))):
+        assert (tmp_path / "out" / study / "study.json").exists()
+    dask_client.wait_for_workers(2, timeout=60)
