@@ -18,8 +18,10 @@ from typing import Optional, Sequence
 #: command name -> module providing ``register(subparsers)``
 COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
+    "explain": "RadAISegmentLib.commands.explain",
     "measure": "RadAIVolumetricsLib.commands.measure",
     "ef": "RadAIVolumetricsLib.commands.ef",
+    "compare": "RadAIVolumetricsLib.commands.compare",
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
     "batch": "RadAIVolumetricsLib.commands.batch",
     "demo": "RadAIVolumetricsLib.commands.demo",

@@ -146,7 +146,8 @@ def gradcam(model: nn.Module, inputs: torch.Tensor, label: int, region: Optional
     weights = gradcam_weights(a, g, plus_plus)
     cam = F.relu((weights.view(-1, 1, 1, 1) * a).sum(dim=0))
     cam = F.interpolate(cam[None, None], size=inputs.shape[2:], mode="trilinear", align_corners=False)[0, 0]
-    return cam.numpy().astype(np.float32), {"region_voxels": int(mask.sum()), "region_kind": kind}
+    predicted = predicted_mask(logits.detach(), label).numpy()
+    return cam.numpy().astype(np.float32), {"region_voxels": int(mask.sum()), "region_kind": kind, "predicted": predicted}
 
 
 def _region_mask(logits: torch.Tensor, label: int, region: Optional[torch.Tensor]) -> tuple[torch.Tensor, str]:
@@ -174,7 +175,9 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, label: int, region: Optio
     total = torch.zeros(inputs.shape[2:])
     facts: dict = {}
     with torch.no_grad():
-        mask, kind = _region_mask(model(inputs), label, region)
+        logits = model(inputs)
+        mask, kind = _region_mask(logits, label, region)
+        facts["predicted"] = predicted_mask(logits, label).numpy()
     for _ in range(int(n_samples)):
         noisy = inputs.clone()
         noisy[:, :image_channels] += sigma * torch.randn(image_part.shape, generator=generator)

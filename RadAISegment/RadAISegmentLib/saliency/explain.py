@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, LabelError
-from ..image import Image
+from ..image import Image, SegmentInfo
 from ..progress import CancelToken, ProgressCallback
 from . import cam
 from .grid import bounding_box_kji, pad_to, paste_back, window_starts, working_grid
@@ -33,6 +33,8 @@ class SaliencyResult:
 
     map: Image
     metadata: dict = field(default_factory=dict)
+    #: the model's predicted mask of the label (uint16, label value / 0) on the input grid, for display; None if not computed
+    labelmap: Optional[Image] = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def _model_input(grid: Image, facts: CardFacts, seed_lps: Optional[np.ndarray]) 
 def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any = None,
             seed_ras: Optional[Sequence[float]] = None, box_mm: Optional[float | Sequence[float]] = None,
             method: str = "gradcam", layer: Optional[str] = None, region: str = "mask",
-            n_samples: int = 8, noise_seed: int = 0, overlap: float = 0.25,
+            n_samples: int = 8, noise_seed: int = 0, overlap: float = 0.5,
             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> SaliencyResult:
     """Saliency of one label of ``model`` for ``image``, as a [0, 1] float32 map on the image's grid.
 
@@ -128,6 +130,9 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
             ``smoothgrad`` (no layer hooks), recorded in the metadata.
         layer: Grad-CAM layer name (default: the bottleneck, :func:`cam.find_target_layer`).
         region: ``mask`` (predicted mask of the label), ``box`` (every voxel of the crop) or ``image``.
+        overlap: fraction of overlap between sliding windows when the crop exceeds one patch;
+            overlapping windows are blended with Gaussian importance weights (sigma = patch / 8),
+            so a window whose target sits at its edge counts little.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -152,6 +157,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
         spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
         grid = working_grid(image, seed_lps, size_mm, spacing)
         low, high = np.zeros(3, int), np.asarray(grid.array.shape)
+        if region == "mask" and np.any(high > patch):  # large box: find the label inside it first
+            low, high = _predicted_bounds(model, _model_input(grid, facts, seed_lps), label_value, patch, overlap, cancel)
     else:
         extent_mm = np.asarray(image.shape_ijk) * np.asarray(image.spacing_mm)
         centre = image.index_to_lps((np.asarray(image.shape_ijk) - 1) / 2.0)
@@ -162,15 +169,14 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     inputs = _model_input(grid, facts, seed_lps)
     total = np.zeros(grid.array.shape, np.float32)
     counts = np.zeros(grid.array.shape, np.float32)
-    crop_shape = np.maximum(high - low, patch)
-    starts = [(a, b, c) for a in window_starts(crop_shape[0], patch[0], overlap)
-              for b in window_starts(crop_shape[1], patch[1], overlap) for c in window_starts(crop_shape[2], patch[2], overlap)]
-    chosen_layer, facts_window = None, {}
+    predicted = np.zeros(grid.array.shape, np.float32)
+    origins = window_origins(low, high, patch, np.asarray(grid.array.shape), overlap)
+    chosen_layer, facts_window, results = None, {}, []
+    importance = gaussian_importance(patch)
     background = float(inputs[0].min())
-    for index, start_kji in enumerate(starts):
+    for index, origin in enumerate(origins):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        origin = np.minimum(low + np.asarray(start_kji), np.maximum(np.asarray(grid.array.shape) - patch, 0))
         window = tuple(slice(int(o), int(o + p)) for o, p in zip(origin, patch))
         block = inputs[(slice(None),) + window]
         valid = block.shape[1:]
@@ -185,18 +191,25 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
             raw, facts_window = cam.gradcam(model, tensor, label_value, region_tensor, chosen_layer,
                                             plus_plus=(method == "gradcampp"))
         crop = tuple(slice(0, v) for v in valid)
-        total[window] += raw[crop]
-        counts[window] += 1.0
+        predicted[window] = np.maximum(predicted[window], facts_window["predicted"][crop].astype(np.float32))
+        results.append((window, raw[crop], facts_window["region_kind"]))
         if progress is not None:
-            progress((index + 1) / len(starts), f"saliency window {index + 1}/{len(starts)}")
+            progress((index + 1) / len(origins), f"saliency window {index + 1}/{len(origins)}")
+    kinds = sorted({kind for _, _, kind in results})
+    if len(kinds) > 1:  # some windows hold the predicted label: windows without it add no evidence
+        results = [entry for entry in results if entry[2] != "whole_window_no_prediction"]
+    for window, raw_window, _ in results:
+        weight = importance[tuple(slice(0, w.stop - w.start) for w in window)]
+        total[window] += raw_window * weight
+        counts[window] += weight
     raw_map = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
     normalised, all_zero = cam.normalise_map(raw_map)
     on_input, _ = cam.normalise_map(paste_back(grid.with_array(normalised), image))  # peak 1 after interpolation
     metadata = {
         "method": method, "requested_method": requested, "layer": chosen_layer if method != "smoothgrad" else None,
         "label": label_value, "label_name": facts.labels.get(label_value, f"Segment_{label_value}"),
-        "model_id": facts.model_id, "region": region, "region_kind": facts_window.get("region_kind"),
-        "all_zero": bool(all_zero), "n_windows": len(starts),
+        "model_id": facts.model_id, "region": region, "region_kind": ",".join(sorted({k for _, _, k in results})),
+        "all_zero": bool(all_zero), "n_windows": len(origins),
         "crop_size_mm": [float(s) for s in np.asarray(size_mm)], "working_spacing_mm": list(grid.spacing_mm),
         "seed_ras": None if seed_ras is None else [float(v) for v in seed_ras],
         "elapsed_s": round(time.perf_counter() - start, 3),
@@ -204,7 +217,33 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     if method == "smoothgrad":
         metadata.update(note=SMOOTHGRAD_NOTE, n_samples=int(n_samples), noise_seed=int(noise_seed))
     saliency = image.with_array(on_input, saliency_method=method, saliency_label=label_value)
-    return SaliencyResult(saliency, metadata)
+    mask_on_input = (paste_back(grid.with_array(predicted), image) >= 0.5).astype(np.uint16) * np.uint16(label_value)
+    labelmap = image.with_array(mask_on_input, segments=[SegmentInfo(label_value, metadata["label_name"])])
+    metadata["predicted_voxels"] = int(np.count_nonzero(mask_on_input))
+    return SaliencyResult(saliency, metadata, labelmap)
+
+
+def window_origins(low: np.ndarray, high: np.ndarray, patch: np.ndarray, grid_shape: np.ndarray,
+                   overlap: float) -> list[np.ndarray]:
+    """Window origins (k, j, i) on the working grid covering the target bounds ``[low, high)``: one
+    window CENTRED on the target when it fits in a patch (Grad-CAM of a target at a window's edge
+    is unreliable), else overlapping tiles over the bounds. Clamped inside the grid."""
+    limit = np.maximum(grid_shape - patch, 0)
+    extent = np.asarray(high) - np.asarray(low)
+    if np.all(extent <= patch):
+        centre = (np.asarray(low) + np.asarray(high)) / 2.0
+        return [np.clip(np.round(centre - patch / 2.0).astype(int), 0, limit)]
+    crop = np.maximum(extent, patch)
+    return [np.clip(np.asarray(low) + np.array([a, b, c]), 0, limit)
+            for a in window_starts(crop[0], patch[0], overlap) for b in window_starts(crop[1], patch[1], overlap)
+            for c in window_starts(crop[2], patch[2], overlap)]
+
+
+def gaussian_importance(patch_kji: Sequence[int], sigma_fraction: float = 0.125) -> np.ndarray:
+    """Separable Gaussian weights over a patch (peak 1 at the centre, sigma = ``sigma_fraction`` x edge)."""
+    axes = [np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2.0) / max(n * sigma_fraction, 1e-3)) ** 2) for n in patch_kji]
+    weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    return np.maximum(weights, 1e-3).astype(np.float32)
 
 
 def _predicted_bounds(model: nn.Module, inputs: np.ndarray, label: int, patch: np.ndarray, overlap: float,

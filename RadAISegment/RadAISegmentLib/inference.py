@@ -1,0 +1,286 @@
+"""Run a segmentation model on an :class:`Image`: resample → normalise → crop → sliding window → argmax →
+back onto the input grid.
+
+Resampling choice: the image is resampled (linear) to the model grid, the argmax (uint8 labels) is taken at
+model resolution, and only the labels are resampled back (nearest neighbour) onto exactly the input grid —
+no per-class scores are ever resampled or held at full resolution. The model grid keeps the input's
+(possibly oblique) axes, permuted/flipped to RAS when the model was trained after ``Orientationd("RAS")``.
+Tensor layout is MONAI's ``(C, X, Y, Z)`` with X = i, Y = j, Z = k.
+"""
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .device import DeviceChoice, choose_device, run_with_cpu_fallback
+from .errors import InputError, ModelError
+from .image import Image
+from .io import from_sitk, to_sitk
+from .models.loaders import LoadedModel, load_from_card
+from .progress import CancelToken, ProgressCallback, no_progress
+from .sliding import sliding_window_labels
+
+RAS_AXES_LPS = np.array([[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]]).T   # columns: R, A, S in LPS
+FAST_MIN_SPACING_MM = 3.0
+CROP_MARGIN_MM = 10.0
+
+
+def model_grid(image: Image, model: LoadedModel, fast: bool = False) -> tuple[tuple, np.ndarray, np.ndarray, tuple]:
+    """(spacing (i,j,k) mm, direction LPS, origin LPS, size (i,j,k)) of the grid the network sees."""
+    direction = np.asarray(image.direction_lps)
+    spacing = np.asarray(image.spacing_mm, dtype=float)
+    if model.orientation:
+        order, signs = [], []
+        for axis in range(3):
+            dots = RAS_AXES_LPS[:, axis] @ direction
+            dots[order] = 0
+            column = int(np.argmax(np.abs(dots)))
+            order.append(column)
+            signs.append(1.0 if dots[column] >= 0 else -1.0)
+        direction = direction[:, order] * np.asarray(signs)
+        spacing = spacing[order]
+    if model.spacing_mm is not None:
+        spacing = np.asarray(model.spacing_mm, dtype=float)
+    if fast:
+        spacing = np.maximum(spacing * 2.0, FAST_MIN_SPACING_MM) if model.spacing_mm is not None else spacing * 2.0
+        if model.spatial_dims == 2:
+            spacing[2] = image.spacing_mm[2] if not model.orientation else spacing[2] / 2.0
+    corners = np.array([[i, j, k] for i in (0, image.shape_ijk[0] - 1) for j in (0, image.shape_ijk[1] - 1)
+                        for k in (0, image.shape_ijk[2] - 1)], dtype=float)
+    corners_lps = image.index_to_lps(corners)
+    local = (corners_lps - np.asarray(image.origin_lps)) @ direction          # coordinates along new axes
+    low, high = local.min(0), local.max(0)
+    size = tuple(int(np.floor((h - l) / s + 1e-6)) + 1 for l, h, s in zip(low, high, spacing))
+    origin = np.asarray(image.origin_lps) + direction @ low
+    return tuple(float(s) for s in spacing), direction, origin, size
+
+
+def _same_grid(image: Image, spacing, direction, origin, size) -> bool:
+    return (tuple(size) == image.shape_ijk and np.allclose(spacing, image.spacing_mm, atol=1e-5)
+            and np.allclose(direction, image.direction_lps, atol=1e-6)
+            and np.allclose(origin, image.origin_lps, atol=1e-4))
+
+
+def _resample(image: Image, spacing, direction, origin, size, nearest: bool, default: float) -> sitk.Image:
+    reference = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    reference.SetSpacing([float(s) for s in spacing])
+    reference.SetDirection([float(v) for v in np.asarray(direction).ravel()])
+    reference.SetOrigin([float(o) for o in origin])
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    source = to_sitk(image)
+    if not nearest:
+        source = sitk.Cast(source, sitk.sitkFloat32)
+    return sitk.Resample(source, reference, sitk.Transform(), interpolator, float(default))
+
+
+def normalise(volume: torch.Tensor, steps: Sequence[dict]) -> torch.Tensor:
+    """Apply card/bundle normalisation steps to ``(C, X, Y, Z)`` float32 (MONAI transform semantics)."""
+    for step in steps:
+        kind = step["kind"]
+        if kind in ("ct_window", "scale_range"):
+            a_min, a_max = float(step["a_min"]), float(step["a_max"])
+            b_min, b_max = float(step.get("b_min", 0.0)), float(step.get("b_max", 1.0))
+            volume = (volume - a_min) / (a_max - a_min) * (b_max - b_min) + b_min
+            if step.get("clip", kind == "ct_window"):
+                volume = volume.clamp(min(b_min, b_max), max(b_min, b_max))
+        elif kind in ("zscore", "zscore_nonzero"):
+            nonzero = step.get("nonzero", kind == "zscore_nonzero")
+            channels = range(volume.shape[0]) if step.get("channel_wise", False) else [slice(None)]
+            volume = volume.clone()
+            for c in channels:
+                part = volume[c]
+                mask = part != 0 if nonzero else torch.ones_like(part, dtype=torch.bool)
+                if mask.any():
+                    values = part[mask]
+                    std = values.std(unbiased=False)
+                    part[mask] = (values - values.mean()) / (std if std > 0 else 1.0)
+                volume[c] = part
+        elif kind == "scale_minmax":
+            low, high = volume.min(), volume.max()
+            scale = (high - low) if high > low else 1.0
+            volume = (volume - low) / scale * (step["maxv"] - step["minv"]) + step["minv"]
+        elif kind == "percentile":
+            low = torch.quantile(volume.flatten()[::max(1, volume.numel() // 1_000_000)], step["lower"] / 100)
+            high = torch.quantile(volume.flatten()[::max(1, volume.numel() // 1_000_000)], step["upper"] / 100)
+            volume = ((volume - low) / (high - low if high > low else 1.0)).clamp(0, 1)
+    return volume
+
+
+def foreground_box(volume: np.ndarray, spacing_mm: Sequence[float], ct_like: bool,
+                   margin_mm: float = CROP_MARGIN_MM) -> tuple[slice, slice, slice]:
+    """Bounding box (X, Y, Z slices) of the body/foreground (> -500 HU on CT, else > 10 % of the 99th
+    percentile above the minimum), grown by ``margin_mm``; the whole volume when nothing is found."""
+    sample = volume[::4, ::4, ::4]
+    if ct_like:
+        threshold = -500.0
+    else:
+        low = float(sample.min())
+        threshold = low + 0.1 * (float(np.percentile(sample, 99)) - low)
+    mask = volume > threshold
+    if not mask.any():
+        return tuple(slice(0, s) for s in volume.shape)
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        margin = int(np.ceil(margin_mm / spacing_mm[axis]))
+        box.append(slice(max(0, present[0] - margin), min(volume.shape[axis], present[-1] + margin + 1)))
+    return tuple(box)
+
+
+def looks_like_ct(image: Image) -> bool:
+    modality = str(image.metadata.get("modality", "")).upper()
+    if modality:
+        return modality == "CT"
+    return float(np.min(image.array[::4, ::4, ::4])) < -500.0
+
+
+def check_modality(image: Image, model: LoadedModel) -> None:
+    """Warn when an image's modality is not one the model was made for (e.g. MRI into a CT-only model)."""
+    modalities = {m.upper().replace("MRI", "MR") for m in model.card.modality}
+    if not modalities:
+        return
+    observed = str(image.metadata.get("modality", "")).upper() or ("CT" if looks_like_ct(image) else "MR")
+    if observed not in modalities:
+        warnings.warn(f"Model '{model.card.id}' is made for {', '.join(sorted(modalities))} but the image looks like "
+                      f"{observed}; results are unreliable — use a model for {observed}.", UserWarning, stacklevel=3)
+
+
+def largest_components(labels: np.ndarray) -> np.ndarray:
+    """Keep only the largest 26-connected component of each label."""
+    from scipy import ndimage
+    out = np.zeros_like(labels)
+    for value in np.unique(labels):
+        if value == 0:
+            continue
+        components, count = ndimage.label(labels == value, structure=np.ones((3, 3, 3)))
+        if count:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            out[components == int(np.argmax(sizes))] = value
+    return out
+
+
+def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,
+                  largest_component: bool = False, progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[CancelToken] = None, crop_foreground: bool = True) -> Image:
+    """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
+
+    ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
+    """
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    if len(images) != model.in_channels:
+        raise ModelError(f"Model '{model.card.id}' needs {model.in_channels} input channel(s) but "
+                         f"{len(images)} image(s) were given; pass one co-registered image per channel.")
+    reference = images[0]
+    for other in images[1:]:
+        reference.require_same_grid(other, "channel image")
+    check_modality(reference, model)
+    progress = progress or no_progress
+    choice = choose_device(device)
+    spacing, direction, origin, size = model_grid(reference, model, fast)
+    same = _same_grid(reference, spacing, direction, origin, size)
+    ct_like = looks_like_ct(reference)
+    channels = []
+    for item in images:
+        if same:
+            array = np.asarray(item.array, dtype=np.float32)
+        else:
+            default = float(np.min(item.array))
+            array = sitk.GetArrayFromImage(_resample(item, spacing, direction, origin, size, False, default))
+        channels.append(np.ascontiguousarray(array.transpose(2, 1, 0)))       # [k,j,i] → (X, Y, Z)
+    box = foreground_box(channels[0], spacing, ct_like) if crop_foreground else tuple(slice(0, s) for s in size)
+    volume = normalise(torch.from_numpy(np.stack(channels)), model.normalisation)
+    del channels
+    cropped = volume[(slice(None),) + box].contiguous()
+    progress(0.0, "running network")
+
+    def work(run_choice: DeviceChoice) -> np.ndarray:
+        network = model.network.to(run_choice.device)
+        return sliding_window_labels(cropped, network, model.roi_size, model.out_channels, run_choice,
+                                     overlap=model.overlap, sw_batch_size=model.sw_batch_size,
+                                     spatial_dims=model.spatial_dims, activation=model.activation,
+                                     channel_labels=model.channel_labels, progress=progress, cancel=cancel)
+
+    crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
+    labels_xyz = np.zeros(size, dtype=np.uint8)
+    labels_xyz[box] = crop_labels
+    labels_kji = np.ascontiguousarray(labels_xyz.transpose(2, 1, 0))
+    if same:
+        result = labels_kji
+    else:
+        model_labels = Image(labels_kji, spacing, tuple(origin), direction)
+        result = sitk.GetArrayFromImage(_resample(model_labels, reference.spacing_mm, reference.direction_lps,
+                                                  reference.origin_lps, reference.shape_ijk, True, 0))
+    if largest_component:
+        result = largest_components(result)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    progress(1.0, "done")
+    present = set(np.unique(result).tolist())
+    segments = tuple(s for s in model.segments if s.label in present) or tuple(model.segments)
+    return reference.with_array(result.astype(np.uint8), segments=segments)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_model(model_id: str, sha256: str, version: str) -> LoadedModel:
+    from .models.cache import find_model
+    return load_from_card(find_model(model_id))
+
+
+def load_model(model_id: str, device: str = "auto") -> LoadedModel:
+    """Load an installed/shipped model once per process (cached by id, weights SHA-256 and version)."""
+    from .models.cache import find_model
+    card = find_model(model_id)
+    return _cached_model(model_id, card.weights_sha256, card.version)
+
+
+def run_model(image: Image, model_id: str, seeds_ras: Optional[list] = None, box_mm: Optional[float] = None,
+              device: str = "auto", fast: bool = False, progress: Optional[ProgressCallback] = None,
+              cancel: Optional[CancelToken] = None) -> Image:
+    """The one entry point for CLI, Slicer and batch: labelmap of ``image`` on its grid.
+
+    Promptable-lesion models need ``seeds_ras`` (RAS mm) and dispatch to :mod:`RadAISegmentLib.lesion.predict`.
+    """
+    model = load_model(model_id, device)
+    if model.card.task == "promptable-lesion":
+        return run_lesion_model(image, model, seeds_ras, box_mm, device, progress, cancel)
+    return segment_image(image, model, device=device, fast=fast, progress=progress, cancel=cancel,
+                         largest_component=bool(model.card.raw.get("largest_component", False)))
+
+
+def check_seed(image: Image, seed_ras: Sequence[float]) -> None:
+    index = np.asarray(image.ras_to_index(np.asarray([seed_ras], dtype=float)))[0]
+    if np.any(index < -0.5) or np.any(index > np.asarray(image.shape_ijk) - 0.5):
+        raise InputError(f"Seed R,A,S = {tuple(round(float(v), 1) for v in seed_ras)} mm lies outside the image "
+                         f"(voxel index {np.round(index, 1).tolist()}, shape {list(image.shape_ijk)}); "
+                         "give a point inside the volume in RAS millimetres (as Slicer shows).")
+
+
+def run_lesion_model(image: Image, model: LoadedModel, seeds_ras: Optional[list], box_mm: Optional[float],
+                     device: str = "auto", progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> Image:
+    """Segment one lesion per seed with the promptable lesion model; labels 1..n on the input grid."""
+    if not seeds_ras:
+        raise InputError(f"Model '{model.card.id}' is promptable: give a seed point with --seed R,A,S (RAS mm).")
+    for seed in seeds_ras:
+        check_seed(image, seed)
+    try:
+        from .lesion.predict import segment_lesion
+    except ImportError as error:
+        raise ModelError(f"The lesion model's predictor (RadAISegmentLib.lesion.predict) is not available: "
+                         f"{error}.") from error
+    result = np.zeros(image.array.shape, dtype=np.uint8)
+    for index, seed in enumerate(seeds_ras, start=1):
+        lesion = segment_lesion(image, tuple(seed), box_mm, model, device, progress, cancel)
+        result[np.asarray(lesion.array) > 0] = index
+    from .image import SegmentInfo
+    base = model.segments[0] if model.segments else SegmentInfo(1, "Lesion")
+    segments = tuple(SegmentInfo(i, base.name if len(seeds_ras) == 1 else f"{base.name} {i}", base.color_rgb,
+                                 base.category, base.type) for i in range(1, len(seeds_ras) + 1))
+    return image.with_array(result, segments=segments)

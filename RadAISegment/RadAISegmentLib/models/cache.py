@@ -1,0 +1,234 @@
+"""Per-user model cache: list, install (folder / local zip, offline), download (URL), verify, remove.
+
+Cache folder: ``$RADAI_MODELS_DIR``, else ``$XDG_CACHE_HOME/radai/models``, else ``~/.cache/radai/models``.
+Shipped models in ``Resources/Models/<id>/`` are listed too (installed copies take precedence).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+from ..atomic import atomic_directory, atomic_path
+from ..errors import ChecksumError, ModelError, UnsafeArchiveError
+from ..progress import ProgressCallback, no_progress
+from .card import ModelCard, load_card
+
+SHIPPED_DIR = Path(__file__).resolve().parents[3] / "Resources" / "Models"
+
+
+def models_dir() -> Path:
+    """The per-user cache folder (not created)."""
+    if os.environ.get("RADAI_MODELS_DIR"):
+        return Path(os.environ["RADAI_MODELS_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "radai" / "models"
+
+
+def shipped_dir() -> Path:
+    if os.environ.get("RADAI_RESOURCES"):
+        return Path(os.environ["RADAI_RESOURCES"]) / "Models"
+    return SHIPPED_DIR
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(chunk_bytes), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_folders() -> dict[str, Path]:
+    folders: dict[str, Path] = {}
+    for root in (shipped_dir(), models_dir()):          # installed overrides shipped
+        if root.is_dir():
+            for child in sorted(root.iterdir()):
+                if (child / "card.json").is_file():
+                    folders[child.name] = child
+    return folders
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of every shipped and installed model (invalid cards are skipped)."""
+    cards = []
+    for folder in _model_folders().values():
+        try:
+            cards.append(load_card(folder))
+        except ModelError:
+            continue
+    return cards
+
+
+def find_model(model_id: str) -> ModelCard:
+    """The card of an installed or shipped model; :class:`ModelError` if unknown."""
+    folder = _model_folders().get(model_id)
+    if folder is None:
+        known = ", ".join(sorted(_model_folders())) or "none"
+        raise ModelError(f"Unknown model '{model_id}' (known: {known}); install it with "
+                         "`radai models install PATH_OR_ZIP`.")
+    return load_card(folder)
+
+
+def weights_path(card: ModelCard) -> Path:
+    """Absolute path of a card's weights file (in the model folder or an installed Python package)."""
+    weights = card.weights
+    if weights.get("package"):
+        from importlib.metadata import PackageNotFoundError, files
+        try:
+            for entry in files(weights["package"]) or []:
+                if str(entry).replace("\\", "/").endswith(weights["file"]):
+                    return Path(entry.locate()).resolve()
+        except PackageNotFoundError:
+            pass
+        raise ModelError(f"Model '{card.id}': weights come from the Python package '{weights['package']}' "
+                         f"(file {weights['file']}), which is not installed; `pip install {weights['package']}`.")
+    if card.folder is None:
+        raise ModelError(f"Model '{card.id}' has no folder; load it from its card.json.")
+    return card.folder / weights["file"]
+
+
+def verify_weights(card: ModelCard, path: Optional[Path] = None) -> Path:
+    """Check the weights' SHA-256 against the card; raises :class:`ChecksumError` on mismatch."""
+    path = path or weights_path(card)
+    if not path.is_file():
+        raise ModelError(f"Model '{card.id}': weights file {path} is missing; reinstall the model.")
+    expected = card.weights_sha256
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise ChecksumError(f"Model '{card.id}': weights {path.name} have SHA-256 {actual[:12]}..., card says "
+                                f"{expected[:12]}...; the file is corrupted or tampered with — reinstall it.")
+    return path
+
+
+def verify_model(model_id: str) -> ModelCard:
+    card = find_model(model_id)
+    verify_weights(card)
+    return card
+
+
+def safe_extract(archive: Path, destination: Path) -> None:
+    """Extract a zip, refusing absolute paths, ``..`` components and symlinks before writing anything."""
+    with zipfile.ZipFile(archive) as zipped:
+        members = zipped.infolist()
+        root = destination.resolve()
+        for member in members:
+            name = member.filename.replace("\\", "/")
+            target = (root / name).resolve()
+            is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+            if name.startswith("/") or ".." in name.split("/") or is_link or \
+                    (target != root and root not in target.parents):
+                raise UnsafeArchiveError(f"{archive.name}: entry '{member.filename}' would be written outside "
+                                         "the model folder (path traversal); refusing the whole archive.")
+        zipped.extractall(destination)
+
+
+def _model_root(folder: Path) -> Path:
+    """The folder holding card.json or configs/ (zips often wrap everything in one top folder)."""
+    if (folder / "card.json").is_file() or (folder / "configs").is_dir():
+        return folder
+    children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("__")]
+    if len(children) == 1:
+        return _model_root(children[0])
+    raise ModelError(f"{folder} holds neither card.json nor a MONAI bundle (configs/inference.json).")
+
+
+def _bundle_card(root: Path, trusted: bool) -> dict:
+    """A card for a MONAI bundle folder (labels etc. come from the bundle at load time)."""
+    metadata = {}
+    if (root / "configs" / "metadata.json").is_file():
+        metadata = json.loads((root / "configs" / "metadata.json").read_text())
+    for name in ("models/model.ts", "models/model.pt"):
+        if (root / name).is_file():
+            weights = name
+            break
+    else:
+        raise ModelError(f"MONAI bundle {root.name} has no models/model.pt or models/model.ts.")
+    model_id = root.name if root.name not in ("staged", "unzipped") else \
+        str(metadata.get("name", "bundle")).strip().lower().replace(" ", "_").replace("/", "_")
+    return {"id": model_id, "title": metadata.get("name", root.name), "version": metadata.get("version", "0"),
+            "task": "segmentation", "modality": [], "network": {"format": "monai_bundle"},
+            "weights": {"file": weights, "sha256": sha256_file(root / weights)}, "trusted": trusted,
+            "licence": metadata.get("copyright", ""), "provenance": "MONAI bundle " + root.name,
+            "metrics": metadata.get("eval_metrics", {})}
+
+
+def install_model(source: str | Path, trusted: bool = False, progress: Optional[ProgressCallback] = None) -> ModelCard:
+    """Install a model folder, a local zip, or (URL) a downloaded zip into :func:`models_dir`.
+
+    The weights' SHA-256 is verified before the model appears in the cache; on any error nothing is installed.
+    """
+    source_text = str(source)
+    with tempfile.TemporaryDirectory(prefix="radai-install-") as tmp:
+        tmp_path = Path(tmp)
+        if source_text.startswith(("http://", "https://")):
+            source = download(source_text, tmp_path / "download.zip", progress=progress)
+        source = Path(source)
+        if source.is_file() and zipfile.is_zipfile(source):
+            safe_extract(source, tmp_path / "unzipped")
+            root = _model_root(tmp_path / "unzipped")
+        elif source.is_dir():
+            root = _model_root(source)
+        else:
+            raise ModelError(f"Cannot install '{source}': not a model folder or zip file.")
+        staged = tmp_path / "staged" / root.name
+        shutil.copytree(root, staged)
+        if (staged / "card.json").is_file():
+            data = json.loads((staged / "card.json").read_text())
+            if trusted:
+                data["trusted"] = True
+        else:
+            data = _bundle_card(staged, trusted)
+        (staged / "card.json").write_text(json.dumps(data, indent=2))
+        card = load_card(staged)
+        if not card.weights.get("package"):
+            verify_weights(card)
+        target = models_dir() / card.id
+        with atomic_directory(target) as out:
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(staged, out)
+    return load_card(target)
+
+
+def remove_model(model_id: str) -> Path:
+    target = models_dir() / model_id
+    if not (target / "card.json").is_file():
+        raise ModelError(f"Model '{model_id}' is not installed in {models_dir()} (shipped models cannot be removed).")
+    shutil.rmtree(target)
+    return target
+
+
+def download(url: str, target: Path, sha256: str = "", progress: Optional[ProgressCallback] = None,
+             chunk_bytes: int = 1 << 16, timeout_s: float = 60.0) -> Path:
+    """Stream ``url`` to ``target`` (atomically) with progress; check SHA-256 when given."""
+    progress = progress or no_progress
+    digest = hashlib.sha256()
+    with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=timeout_s) as response, \
+            open(tmp, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        for block in iter(lambda: response.read(chunk_bytes), b""):
+            out.write(block)
+            digest.update(block)
+            done += len(block)
+            progress(done / total if total else 0.0, f"downloading {done / 1e6:.1f} MB")
+        out.close()
+        if sha256 and digest.hexdigest() != sha256.lower():
+            raise ChecksumError(f"Download {url} has SHA-256 {digest.hexdigest()[:12]}..., expected "
+                                f"{sha256[:12]}...; the server sent a different file. Nothing was installed.")
+    return target
+
+
+def download_weights(card: ModelCard, progress: Optional[ProgressCallback] = None) -> Path:
+    """Fetch a card's ``weights.url`` into its folder (checksummed)."""
+    url = card.weights.get("url")
+    if not url:
+        raise ModelError(f"Model '{card.id}' has no weights.url to download from.")
+    return download(url, weights_path(card), card.weights_sha256, progress)

@@ -1,0 +1,123 @@
+"""Memory-lean sliding-window inference that argmaxes to uint8 slab by slab.
+
+Tensors are ``(C, X, Y, Z)`` in MONAI's axis order (X = i, Y = j, Z = k). Windows are visited in order of
+their Z start; as soon as every window touching a Z slab has run, that slab is reduced to labels (uint8)
+and its per-class accumulator is dropped, so per-class scores never exist for the whole volume. Scores are
+accumulated as Gaussian-importance-weighted logits (like MONAI ``mode="gaussian"``); no normalisation by the
+weight sum is needed because it is positive and common to all classes (argmax / sign unchanged).
+A 2D network (``spatial_dims=2``) runs as windows of depth 1 with the Z axis squeezed (a slice inferer).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .device import DeviceChoice
+from .progress import CancelToken, EtaEstimator, ProgressCallback, no_progress
+
+
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Start indices along one axis (MONAI's scan rule: interval = roi·(1-overlap), last window flush)."""
+    if size <= roi:
+        return [0]
+    interval = max(1, int(roi * (1.0 - overlap)))
+    count = math.ceil((size - roi) / interval) + 1
+    return sorted({min(i * interval, size - roi) for i in range(count)})
+
+
+def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
+    """Separable Gaussian weight (peak 1) over a window, as MONAI's ``compute_importance_map``."""
+    weight = torch.ones(())
+    for axis, size in enumerate(roi):
+        centre = (size - 1) / 2.0
+        sigma = max(size * sigma_scale, 1e-3)
+        profile = torch.exp(-0.5 * ((torch.arange(size, dtype=torch.float32) - centre) / sigma) ** 2)
+        weight = weight.unsqueeze(-1) * profile if axis else profile
+    weight = weight / weight.max()
+    return weight.clamp_min(1e-3)
+
+
+def _reduce(scores: torch.Tensor, activation: str, channel_labels: dict) -> np.ndarray:
+    """(C, X, Y, z) accumulated logits → uint8 labels (X, Y, z)."""
+    if activation == "sigmoid":
+        out = torch.zeros(scores.shape[1:], dtype=torch.uint8)
+        for channel in range(scores.shape[0]):
+            out[scores[channel] > 0] = int(channel_labels.get(channel, channel + 1))
+        return out.numpy()
+    labels = scores.argmax(0).to(torch.uint8)
+    if channel_labels and any(k != v for k, v in channel_labels.items()):
+        lut = torch.tensor([int(channel_labels.get(c, c)) for c in range(scores.shape[0])], dtype=torch.uint8)
+        labels = lut[labels.long()]
+    return labels.numpy()
+
+
+def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tensor], torch.Tensor],
+                          roi_size: Sequence[int], out_channels: int, choice: DeviceChoice,
+                          overlap: float = 0.25, sw_batch_size: int = 1, spatial_dims: int = 3,
+                          activation: str = "softmax", channel_labels: Optional[dict] = None,
+                          progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                          accumulate_dtype: Optional[torch.dtype] = None) -> np.ndarray:
+    """Labels (uint8, shape ``(X, Y, Z)``) of ``volume`` ``(C, X, Y, Z)`` by sliding-window inference.
+
+    ``predictor`` maps a batch ``(B, C, *roi)`` on ``choice.device`` to logits ``(B, out_channels, *roi)``.
+    Stitching happens on ``choice.sw_device`` (CPU). Cancellation is checked before every window batch.
+    """
+    progress = progress or no_progress
+    channel_labels = channel_labels or {}
+    roi = list(roi_size) + [1] if spatial_dims == 2 else list(roi_size)
+    shape = list(volume.shape[1:])
+    pad = [max(0, r - s) for r, s in zip(roi, shape)]
+    if any(pad):
+        volume = torch.nn.functional.pad(volume, [p for d in reversed(pad) for p in (0, d)])
+    padded = list(volume.shape[1:])
+    starts = [window_starts(padded[a], roi[a], overlap if not (spatial_dims == 2 and a == 2) else 0.0)
+              for a in range(3)]
+    weight = gaussian_importance(roi[:spatial_dims]).to(choice.sw_device)
+    if spatial_dims == 2:
+        weight = weight.unsqueeze(-1)
+    if accumulate_dtype is None:
+        buffer_bytes = out_channels * padded[0] * padded[1] * roi[2] * 4
+        accumulate_dtype = torch.float16 if buffer_bytes > 512 * 2**20 else torch.float32
+    total = len(starts[0]) * len(starts[1]) * len(starts[2])
+    labels = np.zeros(padded, dtype=np.uint8)
+    eta = EtaEstimator()
+    done = 0
+    buffer_start, buffer = starts[2][0], None
+    z_starts = starts[2]
+    for z_index, z0 in enumerate(z_starts):
+        if buffer is None:
+            buffer = torch.zeros((out_channels, padded[0], padded[1], roi[2]), dtype=accumulate_dtype,
+                                 device=choice.sw_device)
+            buffer_start = z0
+        elif z0 > buffer_start:                                    # slide the buffer to start at z0
+            shift = z0 - buffer_start
+            buffer = torch.cat([buffer[..., shift:], torch.zeros_like(buffer[..., :shift])], dim=-1)
+            buffer_start = z0
+        windows = [(x0, y0) for x0 in starts[0] for y0 in starts[1]]
+        for batch_start in range(0, len(windows), sw_batch_size):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            batch_windows = windows[batch_start:batch_start + sw_batch_size]
+            batch = torch.stack([volume[:, x0:x0 + roi[0], y0:y0 + roi[1], z0:z0 + roi[2]]
+                                 for x0, y0 in batch_windows]).to(choice.device)
+            with torch.inference_mode(), choice.autocast():
+                if spatial_dims == 2:
+                    logits = predictor(batch[..., 0]).unsqueeze(-1)
+                else:
+                    logits = predictor(batch)
+            logits = logits.to(choice.sw_device, torch.float32) * weight
+            for (x0, y0), window_logits in zip(batch_windows, logits):
+                buffer[:, x0:x0 + roi[0], y0:y0 + roi[1], :] += window_logits.to(accumulate_dtype)
+            done += len(batch_windows)
+            fraction = done / total
+            remaining = eta.eta_seconds(fraction)
+            progress(fraction, f"window {done}/{total}" + (f", ETA {remaining:.0f} s" if remaining else ""))
+        next_z = z_starts[z_index + 1] if z_index + 1 < len(z_starts) else z0 + roi[2]
+        finished = next_z - buffer_start                        # slabs no later window touches
+        labels[:, :, buffer_start:buffer_start + finished] = _reduce(
+            buffer[..., :finished].float(), activation, channel_labels)
+    return labels[:shape[0], :shape[1], :shape[2]]
