@@ -47,3 +47,10 @@ def colin27() -> tuple[Path, Path]:
     if not image.exists():
         raise FileNotFoundError("Colin27 missing: .ci/setup installs Debian's mricron-data")
     return image, brain
+
+
+@pytest.fixture(scope="session")
+def slicer_scene():
+    """The headless Slicer core's scene (``slicer.mrmlScene``) with segmentation/colour/volume-rendering logics."""
+    from slicer_harness import start_headless_slicer
+    return start_headless_slicer().mrmlScene

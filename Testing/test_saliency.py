@@ -39,12 +39,15 @@ def sphere_case():
 
 
 def test_auto_layer_is_the_smallest_resolution_layer_for_monai_networks(tiny_unet):
-    from monai.networks.nets import BasicUNet, DynUNet
+    from monai.networks.nets import BasicUNet, DynUNet, UNet
     example = torch.zeros(1, 1, 32, 32, 32)
-    records = saliency.record_spatial_sizes(tiny_unet, example)
-    chosen = saliency.find_target_layer(tiny_unet, example)
+    assert saliency.find_target_layer(tiny_unet, example) == "bottleneck"
+    unet = UNet(3, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
+    records = saliency.record_spatial_sizes(unet, example)
+    chosen = saliency.find_target_layer(unet, example)
     sizes = {name: int(np.prod(shape)) for name, shape, _ in records}
     assert sizes[chosen] == min(sizes.values()) == 8 ** 3
+    assert chosen == "model.1.submodule.1.submodule"  # the bottleneck block, not the SkipConnection concat around it
     basic = BasicUNet(3, 1, 2, features=(4, 4, 8, 8, 16, 4))
     assert saliency.find_target_layer(basic, example) == "down_4"
     dyn = DynUNet(3, 1, 2, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2], filters=[4, 8, 16])
@@ -102,11 +105,15 @@ def test_gradcam_map_lies_on_the_input_grid_and_on_the_sphere(tiny_unet, sphere_
     assert overlap > 0.7
 
 
-def test_large_crop_uses_sliding_windows_and_whole_image_mode_finds_the_target(tiny_unet, sphere_case):
+def test_large_box_centres_a_window_on_the_target_and_tiles_when_asked(tiny_unet, sphere_case):
     image, mask, seed_ras = sphere_case
-    windowed = saliency.explain(image, tiny_unet, SPHERE_CARD, seed_ras=seed_ras, box_mm=56.0)
-    assert windowed.metadata["n_windows"] > 1
-    assert saliency.saliency_mass_near(windowed.map, mask, 4.0) > 0.8
+    large_box = saliency.explain(image, tiny_unet, SPHERE_CARD, seed_ras=seed_ras, box_mm=56.0)
+    assert large_box.metadata["n_windows"] == 1  # the sphere fits one patch: one window centred on it
+    assert saliency.saliency_mass_near(large_box.map, mask, 4.0) > 0.8
+    tiled = saliency.explain(image, tiny_unet, SPHERE_CARD, seed_ras=seed_ras, box_mm=56.0, region="box")
+    assert tiled.metadata["n_windows"] > 1 and tiled.map.same_grid(image)
+    assert tiled.metadata["region_kind"] == "given" and tiled.metadata["crop_size_mm"] == [56.0] * 3
+    assert 0.0 <= tiled.map.array.min() and tiled.map.array.max() <= 1.0
     whole = saliency.explain(image, tiny_unet, SPHERE_CARD)  # no seed: crop = predicted label's bounding box
     assert whole.map.same_grid(image)
     assert saliency.saliency_mass_near(whole.map, mask, 4.0) > 0.8

@@ -133,6 +133,20 @@ def foreground_box(volume: np.ndarray, spacing_mm: Sequence[float], ct_like: boo
     return tuple(box)
 
 
+def grow_box(box: Sequence[slice], minimum: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+    """Grow each side of ``box`` (about its centre) to at least ``minimum`` voxels, within ``shape``: the
+    network then sees real context instead of padding wherever the image allows."""
+    grown = []
+    for piece, size, limit in zip(box, minimum, shape):
+        start, stop = piece.start, piece.stop
+        missing = max(0, min(size, limit) - (stop - start))
+        start = max(0, start - missing // 2)
+        stop = min(limit, start + max(stop - start + missing, 0))
+        start = max(0, min(start, stop - min(size, limit)))
+        grown.append(slice(start, stop))
+    return tuple(grown)
+
+
 def looks_like_ct(image: Image) -> bool:
     modality = str(image.metadata.get("modality", "")).upper()
     if modality:
@@ -173,6 +187,9 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
     """
+    if model.card.task == "brain-extraction":
+        from .brain import extract_brain
+        return extract_brain(image, model, device, progress, cancel)
     images = list(image) if isinstance(image, (list, tuple)) else [image]
     if len(images) != model.in_channels:
         raise ModelError(f"Model '{model.card.id}' needs {model.in_channels} input channel(s) but "
@@ -195,6 +212,8 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
             array = sitk.GetArrayFromImage(_resample(item, spacing, direction, origin, size, False, default))
         channels.append(np.ascontiguousarray(array.transpose(2, 1, 0)))       # [k,j,i] → (X, Y, Z)
     box = foreground_box(channels[0], spacing, ct_like) if crop_foreground else tuple(slice(0, s) for s in size)
+    roi = tuple(model.roi_size) + ((1,) if model.spatial_dims == 2 else ())
+    box = grow_box(box, roi, size)
     volume = normalise(torch.from_numpy(np.stack(channels)), model.normalisation)
     del channels
     cropped = volume[(slice(None),) + box].contiguous()

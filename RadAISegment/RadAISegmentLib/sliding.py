@@ -71,8 +71,10 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
     roi = list(roi_size) + [1] if spatial_dims == 2 else list(roi_size)
     shape = list(volume.shape[1:])
     pad = [max(0, r - s) for r, s in zip(roi, shape)]
+    before = [p // 2 for p in pad]                                  # symmetric, as MONAI pads
     if any(pad):
-        volume = torch.nn.functional.pad(volume, [p for d in reversed(pad) for p in (0, d)])
+        volume = torch.nn.functional.pad(volume, [p for d, b in zip(reversed(pad), reversed(before))
+                                                  for p in (b, d - b)])
     padded = list(volume.shape[1:])
     starts = [window_starts(padded[a], roi[a], overlap if not (spatial_dims == 2 and a == 2) else 0.0)
               for a in range(3)]
@@ -81,7 +83,7 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
         weight = weight.unsqueeze(-1)
     if accumulate_dtype is None:
         buffer_bytes = out_channels * padded[0] * padded[1] * roi[2] * 4
-        accumulate_dtype = torch.float16 if buffer_bytes > 512 * 2**20 else torch.float32
+        accumulate_dtype = torch.float16 if buffer_bytes > 128 * 2**20 else torch.float32
     total = len(starts[0]) * len(starts[1]) * len(starts[2])
     labels = np.zeros(padded, dtype=np.uint8)
     eta = EtaEstimator()
@@ -104,14 +106,13 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
             batch_windows = windows[batch_start:batch_start + sw_batch_size]
             batch = torch.stack([volume[:, x0:x0 + roi[0], y0:y0 + roi[1], z0:z0 + roi[2]]
                                  for x0, y0 in batch_windows]).to(choice.device)
-            with torch.inference_mode(), choice.autocast():
-                if spatial_dims == 2:
-                    logits = predictor(batch[..., 0]).unsqueeze(-1)
-                else:
-                    logits = predictor(batch)
-            logits = logits.to(choice.sw_device, torch.float32) * weight
-            for (x0, y0), window_logits in zip(batch_windows, logits):
-                buffer[:, x0:x0 + roi[0], y0:y0 + roi[1], :] += window_logits.to(accumulate_dtype)
+            with torch.inference_mode():
+                with choice.autocast():
+                    logits = predictor(batch[..., 0]).unsqueeze(-1) if spatial_dims == 2 else predictor(batch)
+                logits = logits.to(choice.sw_device, torch.float32).mul_(weight)
+                for (x0, y0), window_logits in zip(batch_windows, logits):
+                    buffer[:, x0:x0 + roi[0], y0:y0 + roi[1], :].add_(window_logits)
+            del logits, batch
             done += len(batch_windows)
             fraction = done / total
             remaining = eta.eta_seconds(fraction)
@@ -120,4 +121,4 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
         finished = next_z - buffer_start                        # slabs no later window touches
         labels[:, :, buffer_start:buffer_start + finished] = _reduce(
             buffer[..., :finished].float(), activation, channel_labels)
-    return labels[:shape[0], :shape[1], :shape[2]]
+    return labels[before[0]:before[0] + shape[0], before[1]:before[1] + shape[1], before[2]:before[2] + shape[2]]

@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 COMMANDS: dict[str, str] = {
     "info": "RadAISegmentLib.commands.info",
     "explain": "RadAISegmentLib.commands.explain",
+    "segment": "RadAISegmentLib.commands.segment",
+    "models": "RadAISegmentLib.commands.models",
     "measure": "RadAIVolumetricsLib.commands.measure",
     "ef": "RadAIVolumetricsLib.commands.ef",
     "compare": "RadAIVolumetricsLib.commands.compare",

@@ -166,7 +166,7 @@ def step_longitudinal(ctx: DemoContext) -> None:
                          "liver lesions changed by known volumes.")
     rows = [{"id": lesion["id"], "status": lesion["status"],
              "baseline_ml": lesion["volumes_ml"][0], "followup_ml": lesion["volumes_ml"][-1],
-             "change_percent": (lesion["volume_change_percent"] or [None])[-1],
+             "change_percent": None if lesion["status"] == "new" else (lesion["volume_change_percent"] or [None])[-1],
              "doubling_time_days": lesion.get("doubling_time_days")} for lesion in summary["lesions"]]
     ctx.report.table(rows, [("id", "Lesion"), ("status", "Status"), ("baseline_ml", "Baseline (mL)"),
                             ("followup_ml", "Follow-up (mL)"), ("change_percent", "Change (%)"),

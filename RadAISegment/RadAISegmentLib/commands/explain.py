@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     parser.add_argument("image", help="NIfTI/NRRD/MHA file or DICOM folder")
     parser.add_argument("--model", required=True, help="installed model id, or a model folder with card.json")
     parser.add_argument("--label", help="label name or value (default: the model's first label)")
-    parser.add_argument("--seed", help="R,A,S point (mm) inside the target; required for promptable lesion models")
+    parser.add_argument("--seed", help="R,A,S point (mm) inside the target; required for promptable lesion models "
+                             "(write --seed=-12,40,5 when R is negative)")
     parser.add_argument("--box-mm", type=float, help="crop edge length around the seed, mm (default: model patch)")
     parser.add_argument("--method", choices=("gradcam", "gradcampp", "smoothgrad"), default="gradcam")
     parser.add_argument("--layer", help="Grad-CAM layer name (default: the bottleneck, chosen automatically)")

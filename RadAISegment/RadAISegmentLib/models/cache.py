@@ -153,8 +153,10 @@ def _bundle_card(root: Path, trusted: bool) -> dict:
         raise ModelError(f"MONAI bundle {root.name} has no models/model.pt or models/model.ts.")
     model_id = root.name if root.name not in ("staged", "unzipped") else \
         str(metadata.get("name", "bundle")).strip().lower().replace(" ", "_").replace("/", "_")
+    inputs = metadata.get("network_data_format", {}).get("inputs", {})
+    modality = sorted({str(v.get("modality")) for v in inputs.values() if isinstance(v, dict) and v.get("modality")})
     return {"id": model_id, "title": metadata.get("name", root.name), "version": metadata.get("version", "0"),
-            "task": "segmentation", "modality": [], "network": {"format": "monai_bundle"},
+            "task": "segmentation", "modality": modality, "network": {"format": "monai_bundle"},
             "weights": {"file": weights, "sha256": sha256_file(root / weights)}, "trusted": trusted,
             "licence": metadata.get("copyright", ""), "provenance": "MONAI bundle " + root.name,
             "metrics": metadata.get("eval_metrics", {})}

@@ -116,9 +116,9 @@ def _bundle_root(path: Path, workdir: Path) -> Path:
 
 def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     """Load a MONAI bundle folder (or zip) described by ``card`` (``card.folder`` is the bundle root)."""
-    root = card.folder
-    workdir = tempfile.mkdtemp(prefix="radai-bundle-")
-    root = _bundle_root(Path(card.raw.get("bundle", root)) if card.raw.get("bundle") else root, Path(workdir))
+    root = Path(card.raw["bundle"]) if card.raw.get("bundle") else card.folder
+    if root.is_file():                                   # a zip: extract (guarded) to a private folder
+        root = _bundle_root(root, Path(tempfile.mkdtemp(prefix="radai-bundle-")))
     config = BundleConfig(root)
     trusted = card.trusted if trusted is None else trusted
     weights = root / card.weights["file"]

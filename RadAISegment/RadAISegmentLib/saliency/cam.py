@@ -5,8 +5,9 @@ Maps returned are ``(k, j, i)`` float32 numpy arrays on that same grid, not yet 
 (ReLU'd, non-negative); :func:`normalise_map` scales them to [0, 1] explicitly (MONAI's default
 normaliser in ``monai.visualize`` inverts the map, so it is not used).
 
-Target score (Seg-Grad-CAM, Vinogradova et al. 2020): the sum of one output channel's logits
-over a region mask ``M``: ``y = sum_{v in M} logits[label_channel, v]``.
+Target score (Seg-Grad-CAM, Vinogradova et al. 2020): the sum of one label's per-voxel evidence
+over a region mask ``M``: ``y = sum_{v in M} e_label(v)``, where ``e`` is the label's log-odds
+(see :func:`label_channel`; equal to the logit for a sigmoid head).
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def record_spatial_sizes(model: nn.Module, example: torch.Tensor) -> list[tuple[
     handles = []
 
     def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor) and output.dim() == 5:
+        def hook(_module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.dim() == 5 and not _is_skip_concat(inputs, output):
                 records.append((name, tuple(int(s) for s in output.shape[2:]), len(records)))
         return hook
 
@@ -49,6 +50,17 @@ def record_spatial_sizes(model: nn.Module, example: torch.Tensor) -> list[tuple[
     return records
 
 
+def _is_skip_concat(inputs: tuple, output: torch.Tensor) -> bool:
+    """True for a skip-connection wrapper whose output concatenates its own input with a
+    sub-block's output (MONAI ``SkipConnection``): its channels mix encoder and bottleneck
+    features, so it is not a bottleneck layer."""
+    first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+    if first is None or first.shape[2:] != output.shape[2:] or output.shape[1] <= first.shape[1]:
+        return False
+    channels = first.shape[1]
+    return bool(torch.equal(output[:, :channels], first) or torch.equal(output[:, -channels:], first))
+
+
 def _has_5d_children(module: nn.Module) -> bool:
     """Composite blocks (e.g. DynUNet's UnetBasicBlock) that contain a Conv3d somewhere."""
     return any(isinstance(child, nn.Conv3d) for child in module.modules() if child is not module)
@@ -59,9 +71,11 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> str:
 
     Walks the module tree, hooks every ``Conv3d`` / ``Sequential`` / block containing a Conv3d,
     runs one forward pass and picks the layer with the smallest spatial resolution (fewest
-    voxels). Among layers at that resolution the one that completes LAST in the forward pass is
+    voxels). Skip-connection wrappers that concatenate their input to a sub-block's output are
+    excluded (their channels mix encoder and bottleneck features; on trained U-Nets their
+    Grad-CAM is often all-negative). Among layers at that resolution the one that completes LAST in the forward pass is
     chosen: forward hooks fire on completion, so that is the outermost block of the deepest
-    encoder stage / bottleneck (e.g. ``down_4`` of BasicUNet, the innermost sub-block of MONAI's
+    encoder stage / bottleneck (e.g. ``down_4`` of BasicUNet, the block inside the innermost SkipConnection of MONAI's
     UNet, ``bottleneck`` of DynUNet), the layer Seg-Grad-CAM found most informative.
     """
     records = record_spatial_sizes(model, example)
@@ -83,15 +97,22 @@ def get_submodule(model: nn.Module, name: str) -> nn.Module:
 
 
 def label_channel(logits: torch.Tensor, label: int) -> torch.Tensor:
-    """Logits of one label, ``(k, j, i)``: channel ``label`` of a softmax head, or channel 0 of a
-    single-channel sigmoid head (label 1)."""
+    """Per-voxel evidence for one label, ``(k, j, i)``.
+
+    Softmax head (C > 1): the label's log-odds ``z_label - logsumexp(z_others)``. The plain logit
+    ``z_label`` is not identifiable (adding a constant to every channel changes no probability),
+    and with a 2-class head it can fall where the label becomes MORE likely, which makes Grad-CAM
+    maps all-negative; the log-odds is the quantity the segmentation decision depends on.
+    Single-channel sigmoid head (label 1): the logit itself (already the log-odds).
+    """
     channels = logits.shape[1]
     if channels == 1:
         return logits[0, 0]
     if not 0 <= label < channels:
         raise ModelError(f"Label {label} is outside the model's {channels} output channels; "
                          "pick a label listed on the model card.")
-    return logits[0, label]
+    others = torch.cat([logits[0, :label], logits[0, label + 1:]], dim=0)
+    return logits[0, label] - torch.logsumexp(others, dim=0)
 
 
 def predicted_mask(logits: torch.Tensor, label: int) -> torch.Tensor:

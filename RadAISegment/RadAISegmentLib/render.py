@@ -1,0 +1,336 @@
+"""Offscreen rendering to PNG without the Slicer application.
+
+* :func:`render_scene_3d` — plain VTK (not trame-slicer's views, whose per-event re-rendering is slow):
+  the CT volume (default: bone ramp 150..700 HU) via ``vtkSmartVolumeMapper`` placed by its IJKToRAS matrix, each segment's
+  closed surface (``vtkMRMLSegmentationNode`` closed-surface representation, RAS) semi-transparent, and
+  an optional saliency volume with heat colours. Rendered once into an offscreen window.
+* :func:`render_slice` — numpy + matplotlib's PNG writer from engine arrays (no VTK, no Slicer):
+  windowed grey, labelmap fill + outline, thresholded heat overlay. Radiological display convention.
+* :func:`render_side_by_side` — two PNGs joined horizontally.
+
+Environment: ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` is set (if unset) before any window is
+created, so rendering works on machines without a display (needs ``libegl1`` + Mesa's ``libegl-mesa0``
+and ``libgl1-mesa-dri``). Multi-sampling is off so translucent geometry (depth peeling) is drawn.
+Coordinates are RAS mm (Slicer's world).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import numpy as np  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .image import Image, as_label_array  # noqa: E402
+
+#: Camera directions: (direction from the focal point to the camera, view-up), RAS.
+CAMERAS = {
+    "anterior": ((0, 1, 0), (0, 0, 1)), "posterior": ((0, -1, 0), (0, 0, 1)),
+    "left": ((-1, 0, 0), (0, 0, 1)), "right": ((1, 0, 0), (0, 0, 1)),
+    "superior": ((0, 0, 1), (0, 1, 0)), "inferior": ((0, 0, -1), (0, 1, 0)),
+}
+#: Node attribute marking a volume as a saliency map (drawn with heat colours).
+SALIENCY_ATTRIBUTE = "RadAI.Saliency"
+#: Control points (value in 0..1, RGB) of the heat colour map: black-purple-red-orange-yellow (inferno-like).
+HEAT_CONTROL_POINTS = ((0.0, (0.0, 0.0, 0.02)), (0.25, (0.34, 0.06, 0.43)), (0.5, (0.73, 0.21, 0.33)),
+                       (0.75, (0.98, 0.55, 0.04)), (1.0, (0.99, 1.0, 0.64)))
+
+
+def heat_rgb(fraction) -> np.ndarray:
+    """Heat colours (RGB 0..1, shape ``(..., 3)``) for values in 0..1, by linear interpolation of the control points."""
+    fraction = np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
+    xs = [p[0] for p in HEAT_CONTROL_POINTS]
+    return np.stack([np.interp(fraction, xs, [p[1][c] for p in HEAT_CONTROL_POINTS]) for c in range(3)], axis=-1)
+
+
+@dataclass(frozen=True)
+class Render3D:
+    """Where a 3D render went and how to find things in it.
+
+    ``world_to_ndc`` is the camera's composite projection (RAS mm -> normalised device coordinates).
+    """
+
+    path: str
+    size: tuple[int, int]
+    world_to_ndc: np.ndarray
+
+    def project_ras(self, points_ras) -> np.ndarray:
+        """PNG pixel positions ``(column, row)`` (row 0 at the top) of RAS points, shape ``(N, 2)``."""
+        points = np.atleast_2d(np.asarray(points_ras, dtype=float))
+        homogeneous = np.c_[points, np.ones(len(points))] @ self.world_to_ndc.T
+        ndc = homogeneous[:, :3] / homogeneous[:, 3:4]
+        width, height = self.size
+        column = (ndc[:, 0] + 1) / 2 * width
+        row = height - (ndc[:, 1] + 1) / 2 * height
+        return np.c_[column, row]
+
+
+def _matrix_to_numpy(matrix) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _nodes_of(nodes_or_scene) -> list:
+    if hasattr(nodes_or_scene, "GetNodesByClass"):
+        collection = nodes_or_scene.GetNodesByClass("vtkMRMLDisplayableNode")
+        found = [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+        return [n for n in found if not n.GetHideFromEditors()]
+    return list(nodes_or_scene)
+
+
+def _volume_actor(node, color, opacity, blend_mip: bool = False):
+    import vtk
+    mapper = vtk.vtkSmartVolumeMapper()
+    mapper.SetInputData(node.GetImageData())
+    mapper.SetRequestedRenderModeToRayCast()
+    prop = vtk.vtkVolumeProperty()
+    prop.SetColor(color)
+    prop.SetScalarOpacity(opacity)
+    prop.SetInterpolationTypeToLinear()
+    volume = vtk.vtkVolume()
+    volume.SetMapper(mapper)
+    volume.SetProperty(prop)
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    volume.SetUserMatrix(matrix)
+    return volume
+
+
+def _display_property(node):
+    """The transfer functions of the node's volume-rendering display node, if mrml.setup_* made one."""
+    for index in range(node.GetNumberOfDisplayNodes()):
+        display = node.GetNthDisplayNode(index)
+        if display is not None and display.IsA("vtkMRMLVolumeRenderingDisplayNode") and display.GetVolumePropertyNode():
+            prop = display.GetVolumePropertyNode().GetVolumeProperty()
+            return prop.GetRGBTransferFunction(), prop.GetScalarOpacity()
+    return None
+
+
+def _ct_transfer(window=(150.0, 700.0), max_opacity=0.3):
+    import vtk
+    opacity = vtk.vtkPiecewiseFunction()
+    opacity.AddPoint(window[0] - 1000, 0.0)
+    opacity.AddPoint(window[0], 0.0)
+    opacity.AddPoint(window[1], max_opacity)
+    color = vtk.vtkColorTransferFunction()
+    color.AddRGBPoint(window[0], 0.55, 0.25, 0.15)
+    color.AddRGBPoint(window[1], 1.0, 0.94, 0.85)
+    return color, opacity
+
+
+def _heat_transfer(threshold=0.3, max_opacity=0.6):
+    import vtk
+    color = vtk.vtkColorTransferFunction()
+    for value, rgb in HEAT_CONTROL_POINTS:
+        color.AddRGBPoint(value, *rgb)
+    opacity = vtk.vtkPiecewiseFunction()
+    opacity.AddPoint(0.0, 0.0)
+    opacity.AddPoint(threshold, 0.0)
+    opacity.AddPoint(threshold + 1e-3, 0.05 * max_opacity)
+    opacity.AddPoint(1.0, max_opacity)
+    return color, opacity
+
+
+def _surface_actors(segmentation_node, opacity: float) -> list:
+    import vtk
+    segmentation_node.CreateClosedSurfaceRepresentation()
+    segmentation = segmentation_node.GetSegmentation()
+    ids = vtk.vtkStringArray()
+    segmentation.GetSegmentIDs(ids)
+    actors = []
+    for index in range(ids.GetNumberOfValues()):
+        segment_id = ids.GetValue(index)
+        polydata = vtk.vtkPolyData()
+        if not segmentation_node.GetClosedSurfaceRepresentation(segment_id, polydata) or polydata.GetNumberOfPoints() == 0:
+            continue
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputData(polydata)
+        mapper.ScalarVisibilityOff()
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetColor(*segmentation.GetSegment(segment_id).GetColor())
+        actor.GetProperty().SetOpacity(opacity)
+        actors.append(actor)
+    return actors
+
+
+def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera: str = "anterior",
+                    surface_opacity: float = 0.6, saliency_threshold: float = 0.3,
+                    background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.0) -> Render3D:
+    """Render volumes and segmentations to ``path_png`` (written atomically) and return a :class:`Render3D`.
+
+    Args:
+        nodes: an MRML scene, or a sequence of nodes: ``vtkMRMLScalarVolumeNode`` (CT/MR, volume-rendered
+            with its volume-rendering display node's transfer functions if any, else a soft-tissue ramp;
+            a node with attribute ``RadAI.Saliency`` is drawn with heat colours above
+            ``saliency_threshold``), ``vtkMRMLSegmentationNode`` (closed surfaces at ``surface_opacity``).
+        camera: one of ``CAMERAS`` (side the viewer looks from: 'anterior' looks at the patient's face).
+        size: (width, height) pixels.
+    """
+    import vtk
+    if camera not in CAMERAS:
+        raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
+    renderer = vtk.vtkRenderer()
+    renderer.SetBackground(*background)
+    renderer.SetUseDepthPeeling(True)
+    renderer.SetMaximumNumberOfPeels(8)
+    shown = 0
+    for node in _nodes_of(nodes):
+        if node.IsA("vtkMRMLSegmentationNode"):
+            for actor in _surface_actors(node, surface_opacity):
+                renderer.AddActor(actor)
+                shown += 1
+        elif node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode") and node.GetImageData():
+            if node.GetAttribute(SALIENCY_ATTRIBUTE):
+                color, opacity = _heat_transfer(saliency_threshold)
+            else:
+                color, opacity = _display_property(node) or _ct_transfer()
+            renderer.AddVolume(_volume_actor(node, color, opacity))
+            shown += 1
+    if shown == 0:
+        raise InputError("Nothing to render: pass volume or segmentation nodes (or a scene holding them).")
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(True)
+    window.SetMultiSamples(0)
+    window.SetAlphaBitPlanes(True)
+    window.SetSize(int(size[0]), int(size[1]))
+    window.AddRenderer(renderer)
+    direction, view_up = CAMERAS[camera]
+    active = renderer.GetActiveCamera()
+    active.SetFocalPoint(0, 0, 0)
+    active.SetPosition(*direction)
+    active.SetViewUp(*view_up)
+    renderer.ResetCamera()
+    active.Zoom(zoom)
+    renderer.ResetCameraClippingRange()
+    window.Render()
+    grabber = vtk.vtkWindowToImageFilter()
+    grabber.SetInput(window)
+    grabber.ReadFrontBufferOff()
+    grabber.Update()
+    aspect = size[0] / size[1]
+    world_to_ndc = _matrix_to_numpy(active.GetCompositeProjectionTransformMatrix(aspect, -1, 1))
+    with atomic_path(path_png) as tmp:
+        writer = vtk.vtkPNGWriter()
+        writer.SetFileName(str(tmp))
+        writer.SetInputConnection(grabber.GetOutputPort())
+        writer.Write()
+    window.Finalize()
+    return Render3D(str(path_png), (int(size[0]), int(size[1])), world_to_ndc)
+
+
+# -- 2D slices (numpy + matplotlib's PNG writer) ---------------------------------------------------
+def _ras_canonical(array: np.ndarray, image: Image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Permute/flip ``array[k, j, i]`` to ``[S, A, R]`` order with increasing RAS coordinates.
+
+    Uses the nearest RAS axis of each voxel axis (oblique grids are shown unresampled).
+    Returns the array and its spacing along (R, A, S) in mm.
+    """
+    direction_ras = np.diag([-1.0, -1.0, 1.0]) @ image.direction_lps  # columns: i, j, k in RAS
+    ras_axis_of = [int(np.argmax(np.abs(direction_ras[:, c]))) for c in range(3)]  # for i, j, k
+    if sorted(ras_axis_of) != [0, 1, 2]:
+        raise InputError("The image is too oblique to show on axial/coronal/sagittal planes without resampling.")
+    ijk = np.transpose(array, (2, 1, 0))  # [i, j, k]
+    order = [ras_axis_of.index(r) for r in range(3)]  # voxel axis for R, A, S
+    ras = np.transpose(ijk, order)  # [R, A, S]
+    for r, voxel_axis in enumerate(order):
+        if direction_ras[r, voxel_axis] < 0:
+            ras = np.flip(ras, axis=r)
+    spacing = tuple(float(image.spacing_mm[order[r]]) for r in range(3))
+    return np.transpose(ras, (2, 1, 0)), spacing  # [S, A, R]
+
+
+def slice_plane(volume_sar: np.ndarray, axis: str, index: int) -> np.ndarray:
+    """The displayed 2D plane (row 0 at the top) of an ``[S, A, R]`` array, radiological convention:
+    axial: anterior up, patient right on the left; coronal: superior up, right on the left;
+    sagittal: superior up, anterior on the left."""
+    if axis == "axial":
+        return volume_sar[index][::-1, ::-1]
+    if axis == "coronal":
+        return volume_sar[:, index, :][::-1, ::-1]
+    if axis == "sagittal":
+        return volume_sar[:, :, index][::-1, ::-1]
+    raise InputError(f"Unknown axis '{axis}'; use axial, coronal or sagittal.")
+
+
+_AXIS_DIM = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+def render_slice(image: Image, path_png, labelmap: Optional[Image] = None, overlay: Optional[Image] = None,
+                 axis: str = "axial", index: Optional[int] = None, window: tuple[float, float] = (40.0, 400.0),
+                 overlay_threshold: float = 0.3, overlay_alpha: float = 0.6, fill_alpha: float = 0.35,
+                 pixel_size_mm: Optional[float] = None) -> np.ndarray:
+    """Write one slice as PNG: grey ``window=(level, width)``, labelmap fill + outline in segment colours,
+    ``overlay`` (0..1, e.g. saliency) in heat colours where ``>= overlay_threshold``.
+
+    ``index`` counts along the RAS axis of the plane (S for axial, A for coronal, R for sagittal),
+    default the middle (or the labelmap's largest-area plane). Pixels are square, ``pixel_size_mm``
+    (default: the finest in-plane spacing / 2). Returns the RGB array written (rows top to bottom).
+    """
+    from matplotlib import image as mpl_image
+    if axis not in _AXIS_DIM:
+        raise InputError(f"Unknown axis '{axis}'; use axial, coronal or sagittal.")
+    volume, spacing_ras = _ras_canonical(image.array, image)
+    labels = overlay_sar = None
+    if labelmap is not None:
+        image.require_same_grid(labelmap)
+        labels, _ = _ras_canonical(as_label_array(labelmap), labelmap)
+    if overlay is not None:
+        image.require_same_grid(overlay, "overlay")
+        overlay_sar, _ = _ras_canonical(np.asarray(overlay.array, dtype=float), overlay)
+    dim = _AXIS_DIM[axis]
+    if index is None:
+        if labels is not None and labels.any():
+            index = int(np.argmax((labels != 0).sum(axis=tuple(d for d in range(3) if d != dim))))
+        else:
+            index = volume.shape[dim] // 2
+    if not 0 <= index < volume.shape[dim]:
+        raise InputError(f"Slice index {index} is outside 0..{volume.shape[dim] - 1} along the {axis} axis.")
+    level, width = window
+    grey = np.clip((slice_plane(volume, axis, index).astype(float) - (level - width / 2)) / width, 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if labels is not None:
+        plane = slice_plane(labels, axis, index)
+        for value in np.unique(plane[plane != 0]):
+            mask = plane == value
+            color = np.asarray(labelmap.segment_for(int(value)).color_rgb, dtype=float)
+            rgb[mask] = (1 - fill_alpha) * rgb[mask] + fill_alpha * color
+            rgb[_outline(mask)] = color
+    if overlay_sar is not None:
+        plane = slice_plane(overlay_sar, axis, index)
+        hot = plane >= overlay_threshold
+        rgb[hot] = (1 - overlay_alpha) * rgb[hot] + overlay_alpha * heat_rgb(plane[hot])
+    # in-plane spacings (rows, columns) of the displayed plane
+    row_mm, col_mm = {"axial": (spacing_ras[1], spacing_ras[0]), "coronal": (spacing_ras[2], spacing_ras[0]),
+                      "sagittal": (spacing_ras[2], spacing_ras[1])}[axis]
+    pixel = pixel_size_mm or min(row_mm, col_mm) / 2
+    rows = np.minimum((np.arange(int(round(rgb.shape[0] * row_mm / pixel))) * pixel / row_mm).astype(int), rgb.shape[0] - 1)
+    cols = np.minimum((np.arange(int(round(rgb.shape[1] * col_mm / pixel))) * pixel / col_mm).astype(int), rgb.shape[1] - 1)
+    out = rgb[rows][:, cols]
+    with atomic_path(path_png) as tmp:
+        mpl_image.imsave(str(tmp), np.clip(out, 0, 1), format="png")
+    return out
+
+
+def render_side_by_side(png_a, png_b, out_png, gap_px: int = 8) -> None:
+    """Join two PNGs left-to-right (top-aligned, dark gap) into ``out_png``."""
+    from matplotlib import image as mpl_image
+    a, b = (mpl_image.imread(str(p))[..., :3] for p in (png_a, png_b))
+    height = max(a.shape[0], b.shape[0])
+    canvas = np.zeros((height, a.shape[1] + gap_px + b.shape[1], 3), dtype=float)
+    canvas[:a.shape[0], :a.shape[1]] = a
+    canvas[:b.shape[0], a.shape[1] + gap_px:] = b
+    with atomic_path(out_png) as tmp:
+        mpl_image.imsave(str(tmp), canvas, format="png")

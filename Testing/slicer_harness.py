@@ -1,0 +1,46 @@
+"""Headless Slicer core for tests: one MRML scene with the logics RadAI's bridge needs.
+
+Sets ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` before VTK creates any window, puts
+``Testing/slicer`` (test-only shims: ``ScriptedLoadableModule``, ``parameterNodeWrapper``) on
+``slicer.__path__``, and provides ``slicer.modules.segmentations.logic()`` so
+``slicer.util.arrayFromSegmentBinaryLabelmap`` works without the application.
+"""
+from __future__ import annotations
+
+import os
+import types
+from pathlib import Path
+
+SHIM_DIR = Path(__file__).resolve().parent / "slicer"
+
+
+def start_headless_slicer():
+    """Create (once) the scene and logics; return the ``slicer`` package with ``slicer.mrmlScene`` set."""
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    import slicer
+    import slicer.util  # noqa: F401
+    if getattr(slicer, "_radai_harness", None) is not None:
+        return slicer
+    if str(SHIM_DIR) not in slicer.__path__:
+        slicer.__path__.append(str(SHIM_DIR))
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentations_logic.SetMRMLScene(scene)
+    color_logic = slicer.vtkMRMLColorLogic()
+    color_logic.SetMRMLScene(scene)
+    color_logic.AddDefaultColorNodes()
+    volume_rendering_logic = slicer.vtkSlicerVolumeRenderingLogic()
+    volume_rendering_logic.SetMRMLScene(scene)
+    volumes_logic = slicer.vtkSlicerVolumesLogic()
+    volumes_logic.SetMRMLScene(scene)
+    if not hasattr(slicer, "modules"):
+        slicer.modules = types.SimpleNamespace()
+    for name, logic in (("segmentations", segmentations_logic), ("volumerendering", volume_rendering_logic),
+                        ("volumes", volumes_logic), ("colors", color_logic)):
+        if not hasattr(slicer.modules, name):
+            setattr(slicer.modules, name, types.SimpleNamespace(logic=lambda logic=logic: logic))
+    slicer._radai_harness = types.SimpleNamespace(scene=scene, segmentations=segmentations_logic,
+                                                  colors=color_logic, volume_rendering=volume_rendering_logic,
+                                                  volumes=volumes_logic)
+    return slicer

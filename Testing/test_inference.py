@@ -1,0 +1,152 @@
+"""Inference engine: exact output grid, agreement with MONAI's sliding window, cancellation, OOM fallback,
+bad input, and the `radai segment` / `radai models` CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+
+from RadAISegmentLib.device import DeviceChoice, choose_device, describe_device, run_with_cpu_fallback
+from RadAISegmentLib.errors import CancelledError, InputError
+from RadAISegmentLib.image import Image
+from RadAISegmentLib.inference import check_seed, model_grid, run_lesion_model, segment_image
+from RadAISegmentLib.io import read_image, read_labelmap, write_image
+from RadAISegmentLib.models.cache import install_model
+from RadAISegmentLib.models.card import load_card
+from RadAISegmentLib.models.loaders import load_from_card
+from RadAISegmentLib.progress import CancelToken
+from RadAISegmentLib.sliding import sliding_window_labels
+from test_models_cache import make_model_folder
+
+
+def oblique_ct(shape_kji=(18, 40, 36), seed=1):
+    """CT-like volume (air outside a water cylinder with a bright insert) on a rotated grid."""
+    rng = np.random.default_rng(seed)
+    k, j, i = np.indices(shape_kji)
+    array = np.full(shape_kji, -1000.0, np.float32)
+    body = (j - 20) ** 2 + (i - 18) ** 2 < 14 ** 2
+    array[body] = 40 + rng.normal(0, 20, body.sum())
+    array[body & ((j - 16) ** 2 + (i - 20) ** 2 < 25)] = 200
+    angle = np.deg2rad(20)
+    direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    return Image(array, (0.9, 1.1, 2.0), (-30.0, 12.0, 50.0), direction, metadata={"modality": "CT"})
+
+
+@pytest.fixture()
+def tiny_model(tmp_path):
+    return load_from_card(load_card(make_model_folder(tmp_path / "tiny-unet")))
+
+
+def test_output_is_on_exact_input_grid_with_card_segments(tiny_model):
+    image = oblique_ct()
+    grid_spacing, direction, origin, size = model_grid(image, tiny_model)
+    assert grid_spacing == (2.0, 2.0, 2.0) and np.allclose(direction.T @ direction, np.eye(3))
+    labelmap = segment_image(image, tiny_model, device="cpu")
+    assert labelmap.same_grid(image) and labelmap.array.shape == image.array.shape
+    assert labelmap.array.dtype == np.uint8 and image.array.min() == -1000.0          # input untouched
+    assert {s.name for s in labelmap.segments} <= {"Spleen"}
+    fast = segment_image(image, tiny_model, device="cpu", fast=True)
+    assert fast.same_grid(image) and model_grid(image, tiny_model, fast=True)[0] == (4.0, 4.0, 4.0)
+
+
+def test_sliding_window_matches_monai_sliding_window_inference():
+    torch.manual_seed(3)
+    from monai.networks.nets import UNet
+    network = UNet(3, 1, 4, channels=(4, 8), strides=(2,)).eval()
+    volume = torch.randn(1, 37, 29, 45)
+    ours = sliding_window_labels(volume, network, (16, 16, 16), 4, choose_device("cpu"), overlap=0.5,
+                                 sw_batch_size=3)
+    with torch.no_grad():
+        reference = sliding_window_inference(volume[None], (16, 16, 16), 3, network, overlap=0.5,
+                                             mode="gaussian").argmax(1)[0].numpy()
+    assert ours.shape == reference.shape
+    assert (ours == reference).mean() > 0.995
+
+
+def test_cancellation_stops_and_writes_nothing(tiny_model, tmp_path):
+    token = CancelToken()
+    messages = []
+
+    def progress(fraction, message):
+        messages.append((fraction, message))
+        if fraction > 0:
+            token.cancel()
+    out = tmp_path / "seg.nrrd"
+    with pytest.raises(CancelledError):
+        write_image(segment_image(oblique_ct((30, 60, 60)), tiny_model, device="cpu", progress=progress,
+                                  cancel=token), out)
+    assert not out.exists() and not list(tmp_path.glob("*.nrrd"))
+    assert any("ETA" in m or "window" in m for _, m in messages)
+
+
+def test_gpu_out_of_memory_retries_on_cpu_with_message():
+    calls, warnings_seen = [], []
+
+    def fake_predictor(choice):
+        calls.append(choice.device.type)
+        if choice.device.type == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "ok"
+    fake_gpu = DeviceChoice(torch.device("cuda"), torch.device("cpu"), True)
+    assert run_with_cpu_fallback(fake_predictor, fake_gpu, warn=warnings_seen.append) == "ok"
+    assert calls == ["cuda", "cpu"] and "retrying on CPU" in warnings_seen[0]
+    with pytest.raises(ValueError):
+        run_with_cpu_fallback(lambda c: (_ for _ in ()).throw(ValueError("other")), fake_gpu)
+    info = describe_device("cpu")
+    assert info["device"] == "cpu" and info["torch"] == torch.__version__ and info["cpu_threads"] >= 1
+
+
+def test_seed_outside_image_and_mri_into_ct_model(tiny_model):
+    image = oblique_ct()
+    centre = image.index_to_ras(np.array([[18.0, 20.0, 9.0]]))[0]
+    check_seed(image, centre)
+    with pytest.raises(InputError, match="outside the image"):
+        run_lesion_model(image, tiny_model, [tuple(centre + np.array([0, 0, 500.0]))], None, "cpu")
+    mri = Image(np.abs(image.array) * 0.3, image.spacing_mm, image.origin_lps, image.direction_lps,
+                metadata={"modality": "MR"})
+    with pytest.warns(UserWarning, match="made for CT"):
+        segment_image(mri, tiny_model, device="cpu")
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "RadAIVolumetricsLib.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_cli_models_install_and_segment(tmp_path):
+    env = {**os.environ, "RADAI_MODELS_DIR": str(tmp_path / "cache")}
+    folder = make_model_folder(tmp_path / "src" / "tiny-unet")
+    done = run_cli("models", "install", folder, env=env)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(run_cli("models", "list", "--json", env=env).stdout)
+    assert "tiny-unet" in [m["id"] for m in listing["models"]]
+    image = oblique_ct()
+    write_image(image, tmp_path / "ct.nrrd")
+    for name in ("seg.nii.gz", "seg.seg.nrrd"):
+        result = run_cli("segment", tmp_path / "ct.nrrd", "--model", "tiny-unet", "--device", "cpu",
+                         "--out", tmp_path / name, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["timings"]["inference_s"] > 0 and all(l["name"] == "Spleen" for l in report["labels"])
+        labelmap = read_labelmap(tmp_path / name)
+        assert labelmap.same_grid(read_image(tmp_path / "ct.nrrd"))
+    bad = run_cli("segment", tmp_path / "ct.nrrd", "--model", "nope", "--out", tmp_path / "x.nrrd", env=env)
+    assert bad.returncode != 0 and "Unknown model" in bad.stderr and not (tmp_path / "x.nrrd").exists()
+    assert run_cli("models", "verify", "tiny-unet", env=env).returncode == 0
+    assert run_cli("models", "remove", "tiny-unet", env=env).returncode == 0
+
+
+def test_largest_component_keeps_one_blob_per_label():
+    from RadAISegmentLib.inference import largest_components
+    labels = np.zeros((10, 20, 20), np.uint8)
+    labels[1:4, 1:4, 1:4] = 1            # 27 voxels
+    labels[5:9, 10:15, 10:15] = 1        # 100 voxels (kept)
+    labels[0, 19, 19] = 2
+    out = largest_components(labels)
+    assert np.count_nonzero(out == 1) == 100 and np.count_nonzero(out == 2) == 1
