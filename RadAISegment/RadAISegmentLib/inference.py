@@ -182,7 +182,8 @@ def largest_components(labels: np.ndarray) -> np.ndarray:
 
 def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,
                   largest_component: bool = False, progress: Optional[ProgressCallback] = None,
-                  cancel: Optional[CancelToken] = None, crop_foreground: bool = True) -> Image:
+                  cancel: Optional[CancelToken] = None, crop_foreground: bool = True,
+                  window_weighting: str = "gaussian") -> Image:
     """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
@@ -224,7 +225,8 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
         return sliding_window_labels(cropped, network, model.roi_size, model.out_channels, run_choice,
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
                                      spatial_dims=model.spatial_dims, activation=model.activation,
-                                     channel_labels=model.channel_labels, progress=progress, cancel=cancel)
+                                     channel_labels=model.channel_labels, progress=progress, cancel=cancel,
+                                     mode=window_weighting)
 
     crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
     labels_xyz = np.zeros(size, dtype=np.uint8)

@@ -134,17 +134,23 @@ def parse_terminology_entry(entry: str) -> tuple[Optional[TerminologyCode], Opti
 
 
 # -- segmentations -------------------------------------------------------------------------------
-def segmentation_node_from_labelmap(labelmap: Image, name: str, reference_volume_node=None, scene=None):
+def segmentation_node_from_labelmap(labelmap: Image, name: str, reference_volume_node=None, scene=None,
+                                    existing_node=None):
     """A ``vtkMRMLSegmentationNode`` with one segment per non-zero label value (names, colours, terminology).
 
     Segments are imported one by one from binary masks on the labelmap's own grid (exact voxels);
     each records its label value in the ``RadAI.LabelValue`` tag. If ``reference_volume_node`` is given it
-    becomes the segmentation's geometry reference.
+    becomes the segmentation's geometry reference. ``existing_node`` (optional) is emptied and reused.
     """
-    scene = _scene(scene)
+    scene = _scene(scene if scene is not None else (reference_volume_node.GetScene() if reference_volume_node else None))
     logic = _segmentations_logic(scene)
     labels = as_label_array(labelmap)
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    if existing_node is not None:
+        node = existing_node
+        node.GetSegmentation().RemoveAllSegments()
+        node.SetName(name)
+    else:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
     if reference_volume_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
@@ -179,14 +185,25 @@ def _segment_label_value(segment, position: int) -> int:
     return int(value) if value else position + 1
 
 
-def labelmap_from_segmentation_node(node, reference_image: Image) -> Image:
+def labelmap_from_segmentation_node(node, reference_image: Optional[Image] = None) -> Image:
     """The segmentation as an integer labelmap on ``reference_image``'s grid, with ``SegmentInfo`` per label.
+
+    Without ``reference_image`` the grid is the segmentation's own reference geometry (Slicer's
+    ``ExportAllSegmentsToLabelmapNode`` with the reference-geometry extent).
 
     Label values come from the ``RadAI.LabelValue`` tag, else the segment's position (1-based).
     Raises :class:`LabelError` if two segments overlap (a labelmap holds one label per voxel).
     """
     scene = node.GetScene() or _scene()
     logic = _segmentations_logic(scene)
+    if reference_image is None:
+        grid = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__radai_grid")
+        try:
+            if not logic.ExportAllSegmentsToLabelmapNode(node, grid, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+                raise LabelError(f"Slicer could not export '{node.GetName()}' onto its reference geometry.")
+            reference_image = image_from_volume_node(grid)
+        finally:
+            scene.RemoveNode(grid)
     reference = volume_node_from_image(reference_image.with_array(np.zeros(reference_image.array.shape, np.uint8)),
                                        "__radai_reference", scene, labelmap=True)
     export = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__radai_export")

@@ -81,10 +81,11 @@ def _nodes_of(nodes_or_scene) -> list:
     return list(nodes_or_scene)
 
 
-def _volume_actor(node, color, opacity, blend_mip: bool = False):
+def _volume_actor(image_data, ijk_to_ras, color, opacity):
+    """A ``vtkVolume`` of ``image_data`` (origin 0, spacing 1) placed in RAS by the 4x4 ``ijk_to_ras``."""
     import vtk
     mapper = vtk.vtkSmartVolumeMapper()
-    mapper.SetInputData(node.GetImageData())
+    mapper.SetInputData(image_data)
     mapper.SetRequestedRenderModeToRayCast()
     prop = vtk.vtkVolumeProperty()
     prop.SetColor(color)
@@ -93,10 +94,37 @@ def _volume_actor(node, color, opacity, blend_mip: bool = False):
     volume = vtk.vtkVolume()
     volume.SetMapper(mapper)
     volume.SetProperty(prop)
+    volume.SetUserMatrix(_vtk_matrix(ijk_to_ras))
+    return volume
+
+
+def _vtk_matrix(matrix) -> "object":
+    import vtk
+    if isinstance(matrix, vtk.vtkMatrix4x4):
+        return matrix
+    result = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            result.SetElement(r, c, float(matrix[r][c]))
+    return result
+
+
+def _image_data(array: np.ndarray):
+    """``vtkImageData`` (origin 0, spacing 1) from ``array[k, j, i]`` (i varies fastest, as VTK stores points)."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+    data = vtk.vtkImageData()
+    data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    scalars = numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True)
+    data.GetPointData().SetScalars(scalars)
+    return data
+
+
+def _node_ijk_to_ras(node):
+    import vtk
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
-    volume.SetUserMatrix(matrix)
-    return volume
+    return matrix
 
 
 def _display_property(node):
@@ -134,6 +162,20 @@ def _heat_transfer(threshold=0.3, max_opacity=0.6):
     return color, opacity
 
 
+def _surface_actor(polydata, color_rgb, opacity: float, user_matrix=None):
+    import vtk
+    mapper = vtk.vtkPolyDataMapper()
+    mapper.SetInputData(polydata)
+    mapper.ScalarVisibilityOff()
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*[float(c) for c in color_rgb])
+    actor.GetProperty().SetOpacity(opacity)
+    if user_matrix is not None:
+        actor.SetUserMatrix(_vtk_matrix(user_matrix))
+    return actor
+
+
 def _surface_actors(segmentation_node, opacity: float) -> list:
     import vtk
     segmentation_node.CreateClosedSurfaceRepresentation()
@@ -146,20 +188,14 @@ def _surface_actors(segmentation_node, opacity: float) -> list:
         polydata = vtk.vtkPolyData()
         if not segmentation_node.GetClosedSurfaceRepresentation(segment_id, polydata) or polydata.GetNumberOfPoints() == 0:
             continue
-        mapper = vtk.vtkPolyDataMapper()
-        mapper.SetInputData(polydata)
-        mapper.ScalarVisibilityOff()
-        actor = vtk.vtkActor()
-        actor.SetMapper(mapper)
-        actor.GetProperty().SetColor(*segmentation.GetSegment(segment_id).GetColor())
-        actor.GetProperty().SetOpacity(opacity)
+        actor = _surface_actor(polydata, segmentation.GetSegment(segment_id).GetColor(), opacity)
         actors.append(actor)
     return actors
 
 
 def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera: str = "anterior",
                     surface_opacity: float = 0.6, saliency_threshold: float = 0.3,
-                    background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.0) -> Render3D:
+                    background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.5) -> Render3D:
     """Render volumes and segmentations to ``path_png`` (written atomically) and return a :class:`Render3D`.
 
     Args:
@@ -170,13 +206,9 @@ def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera:
         camera: one of ``CAMERAS`` (side the viewer looks from: 'anterior' looks at the patient's face).
         size: (width, height) pixels.
     """
-    import vtk
     if camera not in CAMERAS:
         raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
-    renderer = vtk.vtkRenderer()
-    renderer.SetBackground(*background)
-    renderer.SetUseDepthPeeling(True)
-    renderer.SetMaximumNumberOfPeels(8)
+    renderer = _new_renderer(background)
     shown = 0
     for node in _nodes_of(nodes):
         if node.IsA("vtkMRMLSegmentationNode"):
@@ -188,10 +220,25 @@ def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera:
                 color, opacity = _heat_transfer(saliency_threshold)
             else:
                 color, opacity = _display_property(node) or _ct_transfer()
-            renderer.AddVolume(_volume_actor(node, color, opacity))
+            renderer.AddVolume(_volume_actor(node.GetImageData(), _node_ijk_to_ras(node), color, opacity))
             shown += 1
     if shown == 0:
         raise InputError("Nothing to render: pass volume or segmentation nodes (or a scene holding them).")
+    return _render_to_png(renderer, path_png, size, camera, zoom)
+
+
+def _new_renderer(background):
+    import vtk
+    renderer = vtk.vtkRenderer()
+    renderer.SetBackground(*background)
+    renderer.SetUseDepthPeeling(True)
+    renderer.SetMaximumNumberOfPeels(8)
+    return renderer
+
+
+def _render_to_png(renderer, path_png, size, camera: str, zoom: float) -> Render3D:
+    """Render once into an offscreen (EGL) window with the named camera and write the PNG atomically."""
+    import vtk
     window = vtk.vtkRenderWindow()
     window.SetOffScreenRendering(True)
     window.SetMultiSamples(0)
@@ -211,8 +258,7 @@ def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera:
     grabber.SetInput(window)
     grabber.ReadFrontBufferOff()
     grabber.Update()
-    aspect = size[0] / size[1]
-    world_to_ndc = _matrix_to_numpy(active.GetCompositeProjectionTransformMatrix(aspect, -1, 1))
+    world_to_ndc = _matrix_to_numpy(active.GetCompositeProjectionTransformMatrix(size[0] / size[1], -1, 1))
     with atomic_path(path_png) as tmp:
         writer = vtk.vtkPNGWriter()
         writer.SetFileName(str(tmp))
@@ -220,6 +266,100 @@ def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera:
         writer.Write()
     window.Finalize()
     return Render3D(str(path_png), (int(size[0]), int(size[1])), world_to_ndc)
+
+
+def label_surface(labelmap: Image, label: int, smoothing_iterations: int = 15):
+    """Closed surface (``vtkPolyData`` in IJK voxel units) of one label, by discrete flying edges + windowed-sinc smoothing."""
+    import vtk
+    flying = vtk.vtkDiscreteFlyingEdges3D()
+    flying.SetInputData(_image_data((as_label_array(labelmap) == label).astype(np.uint8)))
+    flying.SetValue(0, 1)
+    flying.ComputeNormalsOff()
+    smoother = vtk.vtkWindowedSincPolyDataFilter()
+    smoother.SetInputConnection(flying.GetOutputPort())
+    smoother.SetNumberOfIterations(smoothing_iterations)
+    smoother.SetPassBand(0.05)
+    smoother.NormalizeCoordinatesOn()
+    normals = vtk.vtkPolyDataNormals()
+    normals.SetInputConnection(smoother.GetOutputPort())
+    normals.Update()
+    return normals.GetOutput()
+
+
+def render_images_3d(path_png, image: Optional[Image] = None, labelmap: Optional[Image] = None,
+                     saliency: Optional[Image] = None, size: tuple[int, int] = (800, 600), camera: str = "anterior",
+                     surface_opacity: float = 0.6, saliency_threshold: float = 0.3,
+                     ct_window: tuple[float, float] = (150.0, 700.0),
+                     background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.5) -> Render3D:
+    """Like :func:`render_scene_3d` but from engine :class:`Image` objects (no Slicer needed).
+
+    ``image``: volume-rendered with an opacity ramp over ``ct_window`` (HU, low..high; invisible below low).
+    ``labelmap``: one smoothed surface per label in its segment colour. ``saliency`` (0..1): heat colours.
+    """
+    if camera not in CAMERAS:
+        raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
+    renderer = _new_renderer(background)
+    shown = 0
+    if image is not None:
+        color, opacity = _ct_transfer(ct_window)
+        renderer.AddVolume(_volume_actor(_image_data(image.array.astype(np.float32)), image.ijk_to_ras, color, opacity))
+        shown += 1
+    if labelmap is not None:
+        for value in labelmap.label_values():
+            polydata = label_surface(labelmap, value)
+            if polydata.GetNumberOfPoints():
+                renderer.AddActor(_surface_actor(polydata, labelmap.segment_for(value).color_rgb, surface_opacity,
+                                                 labelmap.ijk_to_ras))
+                shown += 1
+    if saliency is not None:
+        color, opacity = _heat_transfer(saliency_threshold)
+        renderer.AddVolume(_volume_actor(_image_data(saliency.array.astype(np.float32)), saliency.ijk_to_ras,
+                                         color, opacity))
+        shown += 1
+    if shown == 0:
+        raise InputError("Nothing to render: give an image, a non-empty labelmap or a saliency map.")
+    return _render_to_png(renderer, path_png, size, camera, zoom)
+
+
+def render_case_pngs(image: Image, labelmap: Optional[Image], out_dir, saliency: Optional[Image] = None,
+                     focus_ras: Optional[Sequence[float]] = None, size: tuple[int, int] = (640, 480),
+                     window: tuple[float, float] = (40.0, 400.0)) -> list[tuple[str, str]]:
+    """The standard pictures of a case, written into ``out_dir``: returns ``[(png_path, caption), ...]``.
+
+    ``3d.png`` (anterior view: volume + surfaces [+ saliency]), ``axial.png`` (slice through
+    ``focus_ras`` or the labelmap's largest plane, with outline and heat overlay) and, with a saliency map,
+    ``side_by_side.png`` (slice without | with the heat overlay).
+    """
+    from pathlib import Path
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pictures = []
+    render_images_3d(out_dir / "3d.png", image, labelmap, saliency, size=size)
+    pictures.append((str(out_dir / "3d.png"), "3D view from the front (offscreen VTK): bone by volume rendering, "
+                     "segments as semi-transparent surfaces" + (", saliency in heat colours" if saliency is not None else "")))
+    index = None
+    if focus_ras is not None:
+        sar_index = _ras_index(image, focus_ras)
+        index = int(sar_index[0])
+    render_slice(image, out_dir / "axial.png", labelmap=labelmap, overlay=saliency, index=index, window=window)
+    pictures.append((str(out_dir / "axial.png"), "Axial slice (radiological convention: patient right on the left)"
+                     + (" with segment outlines" if labelmap is not None else "")
+                     + (" and saliency above 0.3" if saliency is not None else "")))
+    if saliency is not None:
+        render_slice(image, out_dir / "axial_plain.png", labelmap=labelmap, index=index, window=window)
+        render_side_by_side(out_dir / "axial_plain.png", out_dir / "axial.png", out_dir / "side_by_side.png")
+        pictures.append((str(out_dir / "side_by_side.png"), "Segmentation alone (left) and with the saliency map (right)"))
+    return pictures
+
+
+def _ras_index(image: Image, point_ras) -> tuple[int, int, int]:
+    """Index ``(s, a, r)`` in the ``[S, A, R]`` canonical array of the voxel nearest a RAS point."""
+    ijk = np.round(image.ras_to_index(np.asarray(point_ras, dtype=float))).astype(int)
+    ijk = np.clip(ijk, 0, np.array(image.shape_ijk) - 1)
+    marker = np.zeros(image.array.shape, dtype=np.uint8)
+    marker[ijk[2], ijk[1], ijk[0]] = 1
+    canonical, _ = _ras_canonical(marker, image)
+    return tuple(int(v) for v in np.argwhere(canonical)[0])
 
 
 # -- 2D slices (numpy + matplotlib's PNG writer) ---------------------------------------------------

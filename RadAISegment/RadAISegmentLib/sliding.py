@@ -60,7 +60,7 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
                           overlap: float = 0.25, sw_batch_size: int = 1, spatial_dims: int = 3,
                           activation: str = "softmax", channel_labels: Optional[dict] = None,
                           progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-                          accumulate_dtype: Optional[torch.dtype] = None) -> np.ndarray:
+                          accumulate_dtype: Optional[torch.dtype] = None, mode: str = "gaussian") -> np.ndarray:
     """Labels (uint8, shape ``(X, Y, Z)``) of ``volume`` ``(C, X, Y, Z)`` by sliding-window inference.
 
     ``predictor`` maps a batch ``(B, C, *roi)`` on ``choice.device`` to logits ``(B, out_channels, *roi)``.
@@ -78,7 +78,8 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
     padded = list(volume.shape[1:])
     starts = [window_starts(padded[a], roi[a], overlap if not (spatial_dims == 2 and a == 2) else 0.0)
               for a in range(3)]
-    weight = gaussian_importance(roi[:spatial_dims]).to(choice.sw_device)
+    weight = (gaussian_importance(roi[:spatial_dims]) if mode == "gaussian"
+              else torch.ones(roi[:spatial_dims])).to(choice.sw_device)
     if spatial_dims == 2:
         weight = weight.unsqueeze(-1)
     if accumulate_dtype is None:

@@ -65,8 +65,17 @@ def recist_axes(labelmap_grid: Image, mask: np.ndarray, offset_kji: tuple[int, i
     if not mask.any():
         return None
     axis = axial_array_axis(labelmap_grid)
+    others = [a for a in range(3) if a != axis]
+    in_plane_spacing = np.asarray(labelmap_grid.spacing_mm)[::-1][others]
+    candidates = []
+    for index in np.nonzero(mask.any(axis=tuple(others)))[0]:
+        present = np.argwhere(np.take(mask, index, axis=axis))
+        # the slice's bounding-box diagonal (mm) bounds any diameter on it
+        candidates.append((float(np.linalg.norm((present.max(axis=0) - present.min(axis=0) + 1) * in_plane_spacing)), index))
     best = None
-    for index in np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]:
+    for bound, index in sorted(candidates, key=lambda item: (-item[0], item[1])):
+        if best is not None and bound <= best[0]:
+            break
         slice_mask = np.take(mask, index, axis=axis)
         points_2d = _slice_contour_points(slice_mask) + np.delete(np.asarray(offset_kji, float), axis)
         global_index = int(index + offset_kji[axis])

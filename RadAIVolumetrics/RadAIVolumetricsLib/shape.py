@@ -65,24 +65,28 @@ def mesh_volume_and_area(vertices: np.ndarray, faces: np.ndarray) -> tuple[float
 
 def max_pairwise_distance(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Largest distance between any two points (exact), with the two points. Points ``(N, d)``."""
-    points = np.unique(np.asarray(points, dtype=float), axis=0)
+    points = np.asarray(points, dtype=float)
     if len(points) < 2:
-        return 0.0, points[0] if len(points) else np.zeros(points.shape[1]), points[0] if len(points) else np.zeros(points.shape[1])
+        single = points[0] if len(points) else np.zeros(points.shape[1])
+        return 0.0, single, single
     candidates = points
     if len(points) > 3 * (points.shape[1] + 1):
         try:
             candidates = points[ConvexHull(points).vertices]
         except QhullError:  # degenerate (coplanar / collinear): all points are candidates
             candidates = points
-    best, first, second = 0.0, candidates[0], candidates[0]
-    for start in range(0, len(candidates), 2048):
-        block = candidates[start:start + 2048]
-        squared = ((block[:, None, :] - candidates[None, :, :]) ** 2).sum(axis=2)
+    centred = candidates - candidates.mean(axis=0)
+    norms = (centred ** 2).sum(axis=1)
+    best_squared, first, second = -1.0, 0, 0
+    for start in range(0, len(centred), 2048):
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, with the product on BLAS
+        squared = norms[start:start + 2048, None] + norms[None, :] - 2.0 * centred[start:start + 2048] @ centred.T
         flat = int(np.argmax(squared))
         row, column = divmod(flat, squared.shape[1])
-        if squared[row, column] > best ** 2:
-            best, first, second = float(np.sqrt(squared[row, column])), block[row], candidates[column]
-    return best, first, second
+        if squared[row, column] > best_squared:
+            best_squared, first, second = float(squared[row, column]), start + row, column
+    # recompute the winning distance directly (no cancellation error)
+    return float(np.linalg.norm(candidates[first] - candidates[second])), candidates[first], candidates[second]
 
 
 def _max_planar_diameter(vertices: np.ndarray, axis: int, spacing: np.ndarray) -> float:
@@ -90,12 +94,18 @@ def _max_planar_diameter(vertices: np.ndarray, axis: int, spacing: np.ndarray) -
     plane_key = np.round(vertices[:, axis] / spacing[axis] * 2.0).astype(np.int64)  # half-voxel planes
     other = [a for a in range(3) if a != axis]
     order = np.argsort(plane_key, kind="stable")
-    keys, starts = np.unique(plane_key[order], return_index=True)
+    sorted_points = vertices[order][:, other]
+    _, starts = np.unique(plane_key[order], return_index=True)
+    stops = np.append(starts[1:], len(order))
+    # A plane's bounding-box diagonal bounds any diameter in it: visit planes from the largest
+    # diagonal down and stop once no remaining plane can beat the best (exact, just faster).
+    diagonals = np.linalg.norm(np.maximum.reduceat(sorted_points, starts) - np.minimum.reduceat(sorted_points, starts), axis=1)
     best = 0.0
-    for index, start in enumerate(starts):
-        stop = starts[index + 1] if index + 1 < len(starts) else len(order)
-        if stop - start >= 2:
-            best = max(best, max_pairwise_distance(vertices[order[start:stop]][:, other])[0])
+    for plane in np.argsort(diagonals)[::-1]:
+        if diagonals[plane] <= best:
+            break
+        if stops[plane] - starts[plane] >= 2:
+            best = max(best, max_pairwise_distance(sorted_points[starts[plane]:stops[plane]])[0])
     return best
 
 
