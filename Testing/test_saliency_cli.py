@@ -73,7 +73,7 @@ def test_promptable_model_gets_a_seed_channel_and_zero_outside_its_box(sphere_fi
     card = {**SPHERE_CARD, "id": "tiny-prompt", "task": "promptable-lesion",
             "input": {"patch_size": [32, 32, 32], "normalisation": {"kind": "none"}, "prompt": {"sigma_mm": 3.0}}}
     seed_ras = image.index_to_ras(np.array([28.0, 30.0, 20.0]))
-    result = saliency.explain(image, network, card, seed_ras=seed_ras, box_mm=40.0, method="smoothgrad", n_samples=4)
+    result = saliency.explain(image, network, card, seed_ras=seed_ras, box_mm=40.0, method="smoothgrad", n_samples=2)
     assert result.map.same_grid(image)
     assert result.metadata["working_spacing_mm"] == pytest.approx([40 / 32] * 3)  # box resampled to the patch grid
     k, j, i = np.meshgrid(*[np.arange(n) for n in mask.shape], indexing="ij")

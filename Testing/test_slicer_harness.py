@@ -10,10 +10,15 @@ def test_module_files_import_with_shims_and_parameter_defaults(slicer_scene, rep
     import slicer
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic  # the test-only shim
     assert "Testing" in sys.modules["slicer.ScriptedLoadableModule"].__file__
-    for folder in ("RadAISegment", "RadAIVolumetrics"):
-        if str(repo_root / folder) not in sys.path:
-            sys.path.insert(0, str(repo_root / folder))
-    import RadAISegment
+    import importlib.util
+    # Loaded under a private name so the ``RadAISegment`` package (engine imports) is not shadowed.
+    spec = importlib.util.spec_from_file_location("_radai_module_under_test", repo_root / "RadAISegment" / "RadAISegment.py")
+    RadAISegment = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = RadAISegment
+    try:
+        spec.loader.exec_module(RadAISegment)
+    finally:
+        del sys.modules[spec.name]
     node = slicer_scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
     parameters = RadAISegment.RadAISegmentParameterNode(node)
     assert parameters.modelId == "lesion-roi" and parameters.saliencyOpacity == 0.6
@@ -27,7 +32,9 @@ def test_segmentations_logic_available_to_slicer_util(slicer_scene):
     from RadAISegment.RadAISegmentLib.image import Image
     labels = np.zeros((4, 5, 6), np.uint8)
     labels[1:3, 2:4, 1:5] = 3
-    node = mrml.segmentation_node_from_labelmap(Image(labels, (1.5, 1.0, 2.0)), "util", scene=slicer_scene)
+    image = Image(labels, (1.5, 1.0, 2.0))
+    volume = mrml.volume_node_from_image(image, "util-ref", slicer_scene)
+    node = mrml.segmentation_node_from_labelmap(image, "util", volume)
     segment_id = node.GetSegmentation().GetNthSegmentID(0)
-    mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id)
-    assert int(np.count_nonzero(mask)) == int(np.count_nonzero(labels))
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume)
+    assert np.array_equal(mask != 0, labels != 0)

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import GeometryError
+
 #: Flips x and y: multiplies an LPS point to give RAS and vice versa.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -58,7 +60,7 @@ def ijk_to_ras_matrix(spacing_mm: Sequence[float], origin_lps: Sequence[float],
 def decompose_ijk_to_ras(matrix: np.ndarray) -> tuple[tuple[float, float, float], np.ndarray, np.ndarray]:
     """Split an IJKToRAS (or NIfTI) 4x4 matrix into ``(spacing_mm, origin_lps, direction_lps)``.
 
-    Inverse of :func:`ijk_to_ras_matrix`. Raises ``ValueError`` for a singular
+    Inverse of :func:`ijk_to_ras_matrix`. Raises :class:`GeometryError` (a ``ValueError``) for a singular
     or sheared matrix, which no scanner geometry produces.
     """
     matrix = np.asarray(matrix, dtype=float)
@@ -66,10 +68,12 @@ def decompose_ijk_to_ras(matrix: np.ndarray) -> tuple[tuple[float, float, float]
     linear = lps[:3, :3]
     spacing = np.linalg.norm(linear, axis=0)
     if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-        raise ValueError(f"IJK-to-RAS matrix has a zero or invalid axis: spacing {spacing}")
+        raise GeometryError(f"IJK-to-RAS matrix has a zero or invalid axis: spacing {spacing}; "
+                            "the file's orientation header is corrupt.")
     direction = linear / spacing
     if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
-        raise ValueError("IJK-to-RAS matrix is sheared; only orthogonal voxel axes are supported")
+        raise GeometryError("IJK-to-RAS matrix is sheared; only orthogonal voxel axes are supported "
+                            "(resample the volume to an orthogonal grid first).")
     return (float(spacing[0]), float(spacing[1]), float(spacing[2])), lps[:3, 3].copy(), direction
 
 

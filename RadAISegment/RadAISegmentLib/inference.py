@@ -10,7 +10,6 @@ Tensor layout is MONAI's ``(C, X, Y, Z)`` with X = i, Y = j, Z = k.
 from __future__ import annotations
 
 import functools
-import time
 import warnings
 from typing import Optional, Sequence
 
@@ -21,7 +20,7 @@ import torch
 from .device import DeviceChoice, choose_device, run_with_cpu_fallback
 from .errors import InputError, ModelError
 from .image import Image
-from .io import from_sitk, to_sitk
+from .io import to_sitk
 from .models.loaders import LoadedModel, load_from_card
 from .progress import CancelToken, ProgressCallback, no_progress
 from .sliding import sliding_window_labels
@@ -183,7 +182,7 @@ def largest_components(labels: np.ndarray) -> np.ndarray:
 def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,
                   largest_component: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None, crop_foreground: bool = True,
-                  window_weighting: str = "gaussian") -> Image:
+                  window_weighting: str = "gaussian", stitch_dtype: Optional[torch.dtype] = None) -> Image:
     """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
@@ -226,7 +225,7 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
                                      spatial_dims=model.spatial_dims, activation=model.activation,
                                      channel_labels=model.channel_labels, progress=progress, cancel=cancel,
-                                     mode=window_weighting)
+                                     mode=window_weighting, accumulate_dtype=stitch_dtype)
 
     crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
     labels_xyz = np.zeros(size, dtype=np.uint8)

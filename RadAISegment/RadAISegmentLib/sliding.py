@@ -10,7 +10,6 @@ A 2D network (``spatial_dims=2``) runs as windows of depth 1 with the Z axis squ
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "measure": "RadAIVolumetricsLib.commands.measure",
     "ef": "RadAIVolumetricsLib.commands.ef",
     "compare": "RadAIVolumetricsLib.commands.compare",
+    "train": "RadAISegmentLib.commands.train",
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
     "batch": "RadAIVolumetricsLib.commands.batch",
     "demo": "RadAIVolumetricsLib.commands.demo",

@@ -81,13 +81,13 @@ def write_png(image, result, path: Path) -> Path:
     try:
         from .. import render
         render_case_pngs = render.render_case_pngs
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError, RuntimeError, OSError):  # no VTK/EGL here
         render_case_pngs = None
     if render_case_pngs is not None:
         import tempfile
         with tempfile.TemporaryDirectory() as folder:
             panels = render_case_pngs(image, result.labelmap, Path(folder), saliency=result.map, focus_ras=focus)
-            return _side_by_side([p for p, _ in panels], path)
+            return _side_by_side([p for p, _ in panels][:2], path)  # 3D view | axial slice
     return _matplotlib_png(image, result, focus, path)
 
 

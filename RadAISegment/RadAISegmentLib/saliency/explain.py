@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import InputError, LabelError
 from ..image import Image, SegmentInfo
+from ..io import from_sitk
 from ..progress import CancelToken, ProgressCallback
 from . import cam
 from .grid import bounding_box_kji, pad_to, paste_back, window_starts, working_grid
@@ -155,7 +156,10 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
         size_mm = (np.full(3, float(box_mm)) if np.isscalar(box_mm) else np.asarray(box_mm, float)) if box_mm is not None \
             else patch[::-1] * np.asarray(facts.spacing_mm or image.spacing_mm)
         spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
-        grid = working_grid(image, seed_lps, size_mm, spacing)
+        use_lesion_crop = facts.promptable and facts.normalisation.get("kind") != "none"
+        grid, inputs = _lesion_preprocessing(image, seed_ras, size_mm, patch) if use_lesion_crop else (None, None)
+        if grid is None:
+            grid = working_grid(image, seed_lps, size_mm, spacing)
         low, high = np.zeros(3, int), np.asarray(grid.array.shape)
         if region == "mask" and np.any(high > patch):  # large box: find the label inside it first
             low, high = _predicted_bounds(model, _model_input(grid, facts, seed_lps), label_value, patch, overlap, cancel)
@@ -166,7 +170,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
         size_mm = extent_mm
         low, high = _predicted_bounds(model, _model_input(grid, facts, None), label_value, patch, overlap, cancel)
 
-    inputs = _model_input(grid, facts, seed_lps)
+    if seed_lps is None or inputs is None:
+        inputs = _model_input(grid, facts, seed_lps)
     total = np.zeros(grid.array.shape, np.float32)
     counts = np.zeros(grid.array.shape, np.float32)
     predicted = np.zeros(grid.array.shape, np.float32)
@@ -221,6 +226,23 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     labelmap = image.with_array(mask_on_input, segments=[SegmentInfo(label_value, metadata["label_name"])])
     metadata["predicted_voxels"] = int(np.count_nonzero(mask_on_input))
     return SaliencyResult(saliency, metadata, labelmap)
+
+
+def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray):
+    """For promptable-lesion models: the lesion model's OWN crop -> fixed grid + seed channel
+    (:func:`RadAISegmentLib.lesion.preprocess.crop_around_seed`), so the map is computed on exactly
+    the model's input and pasted back through the same geometry. ``(None, None)`` when that module
+    is unavailable or the box is not a cube (then the generic crop is used). Cards whose
+    normalisation is ``{"kind": "none"}`` (pre-normalised inputs, tests) also use the generic crop."""
+    try:
+        from ..lesion import preprocess
+    except ImportError:
+        return None, None
+    if len(set(int(p) for p in patch)) != 1 or not np.allclose(size_mm, size_mm[0]):
+        return None, None
+    crop = preprocess.crop_around_seed(image, seed_ras, float(size_mm[0]), grid=int(patch[0]))
+    grid = from_sitk(crop.reference)
+    return grid.with_array(np.zeros(grid.array.shape, np.float32)), crop.tensor.astype(np.float32)
 
 
 def window_origins(low: np.ndarray, high: np.ndarray, patch: np.ndarray, grid_shape: np.ndarray,

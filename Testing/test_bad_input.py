@@ -1,0 +1,141 @@
+"""Every bad-input case of issue 2: typed error, a message naming the problem, input bytes unchanged."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from RadAISegmentLib import io
+from RadAISegmentLib.errors import (DicomError, DimensionError, GeometryError, GeometryMismatchError,
+                                    InputError, NonFiniteError)
+from RadAISegmentLib.image import Image
+
+
+def tree_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()):
+        digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def expect(error_type, words, func, path: Path):
+    before = tree_hash(path)
+    with pytest.raises(error_type) as info:
+        func(path)
+    message = str(info.value).lower()
+    assert all(word in message for word in words), message
+    assert tree_hash(path) == before
+    return message
+
+
+@pytest.fixture
+def series(shared_data, tmp_path) -> Path:
+    target = tmp_path / "series"
+    shutil.copytree(shared_data / "totalsegmentator-examples" / "example_ct_dicom", target)
+    return target
+
+
+def test_truncated_dicom_file(series):
+    victim = sorted(series.iterdir())[4]
+    victim.write_bytes(victim.read_bytes()[:2000])
+    message = expect(DicomError, ["corrupt", victim.name.lower()], io.read_image, series)
+    assert "replace" in message
+
+
+def test_garbage_dicom_file(tmp_path):
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x07\xff" * 50)
+    expect(DicomError, ["corrupt"], io.read_image, bad)
+
+
+def test_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("nothing here")
+    expect(DicomError, ["no dicom images"], io.read_image, tmp_path)
+
+
+def test_mixed_series_different_size(series):
+    victim = sorted(series.iterdir())[3]
+    data = pydicom.dcmread(victim)
+    small = data.pixel_array[:256, :256].copy()
+    data.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    data.Rows, data.Columns, data.PixelData = 256, 256, small.tobytes()
+    data.save_as(victim)
+    expect(DicomError, ["mixed series"], io.read_image, series)
+
+
+def test_mixed_series_different_orientation(series):
+    victim = sorted(series.iterdir())[7]
+    data = pydicom.dcmread(victim)
+    data.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    data.save_as(victim)
+    expect(DicomError, ["mixed", "orientation"], io.read_image, series)
+
+
+def test_missing_slices(series):
+    files = sorted(series.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                          .ImagePositionPatient[2]))
+    files[10].unlink()
+    message = expect(DicomError, ["missing slice", "gap"], io.read_image, series)
+    assert "mm" in message
+
+
+def test_gantry_tilt_refused(series):
+    for file in series.iterdir():
+        data = pydicom.dcmread(file)
+        x, y, z = (float(v) for v in data.ImagePositionPatient)
+        data.ImagePositionPatient = [x, y + 0.2 * z, z]        # sheared stack
+        data.save_as(file)
+    expect(DicomError, ["gantry tilt"], io.read_image, series)
+
+
+def test_nonuniform_spacing_warns(series):
+    files = sorted(series.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                          .ImagePositionPatient[2]))
+    data = pydicom.dcmread(files[10])
+    x, y, z = (float(v) for v in data.ImagePositionPatient)
+    data.ImagePositionPatient = [x, y, z + 0.3]
+    data.save_as(files[10])
+    image = io.read_image(series)
+    assert any("non-uniform" in w.lower() for w in image.metadata["warnings"])
+
+
+def test_single_2d_image_where_3d_needed(tmp_path):
+    import SimpleITK as sitk
+    path = tmp_path / "slice.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 9), np.int16)), str(path))
+    expect(DimensionError, ["3d", "2d"], io.read_image, path)
+
+
+def test_nan_and_inf_voxels(tmp_path):
+    array = np.zeros((4, 5, 6), np.float32)
+    array[1, 2, 3], array[2, 2, 2] = np.nan, np.inf
+    path = io.write_image(Image(array), tmp_path / "nan.nrrd")
+    image = io.read_image(path)
+    expect(NonFiniteError, ["2 nan or infinite"], lambda p: io.read_image(p).require_finite(), path)
+    assert not np.all(np.isfinite(image.array))
+
+
+@pytest.mark.parametrize("spacing", ["0 1 1", "1 0 1"])
+def test_zero_or_negative_spacing(tmp_path, spacing):
+    path = tmp_path / "bad_spacing.nhdr"
+    raw = tmp_path / "bad_spacing.raw"
+    raw.write_bytes(np.zeros(24, np.int16).tobytes())
+    path.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 2 3 4\nspacings: " + spacing +
+                    "\nencoding: raw\nendian: little\ndata file: bad_spacing.raw\n")
+    with pytest.raises(InputError):          # GeometryError from Image, or ITK refusing the header
+        io.read_image(path)
+    with pytest.raises(GeometryError, match="spacing"):
+        Image(np.zeros((2, 2, 2)), spacing_mm=tuple(float(s) for s in spacing.split()))
+    with pytest.raises(GeometryError, match="spacing"):
+        Image(np.zeros((2, 2, 2)), spacing_mm=(1.0, -2.0, 1.0))
+
+
+def test_labelmap_geometry_mismatch(tmp_path):
+    reference = Image(np.zeros((4, 5, 6), np.int16), spacing_mm=(1.0, 1.0, 2.0))
+    label = Image(np.zeros((4, 5, 6), np.uint8), spacing_mm=(1.0, 1.0, 2.5))
+    path = io.write_image(label, tmp_path / "label.nii.gz")
+    expect(GeometryMismatchError, ["spacing"], lambda p: io.read_labelmap(p, reference=reference), path)
