@@ -120,3 +120,31 @@ def test_disappeared_lesion_and_cli(phantom_pair, tmp_path):
     assert data["recist_response"] == "CR" and data["volumetric_response"] == "CR"
     assert data["lesions"][0]["doubling_time_days"] is None
     assert (tmp_path / "v.png").exists()
+
+
+def test_three_timepoints_keep_identities_and_track_the_nadir(phantom_pair):
+    base_ct, base_labels, _, _, _ = phantom_pair
+    lesion = lesions_only(base_labels)
+    shrunk = lesion.with_array(ndimage.binary_erosion(lesion.array > 0, iterations=2).astype(np.uint8))
+    points = [Timepoint(base_ct, lesion, dt.date(2025, 1, 1), "t0"),
+              Timepoint(base_ct, shrunk, dt.date(2025, 3, 1), "t1"),
+              Timepoint(base_ct, lesion, dt.date(2025, 5, 1), "t2")]
+    result = compare_timepoints(points).to_json()
+    baseline_tracks = [l for l in result["lesions"] if l["volumes_ml"][0]]
+    assert len(result["lesions"]) == len(baseline_tracks) == 2          # same identities at all three times
+    assert all(l["status"] == "matched" for l in result["lesions"])
+    sums = result["sum_of_diameters_mm"]
+    assert result["nadir_sum_of_diameters_mm"] == pytest.approx(min(sums)) == pytest.approx(sums[1])
+    assert result["recist_by_timepoint"][2] == recist_category(sums, 2, False)
+
+
+def test_dates_out_of_order_and_different_patients_are_reported(phantom_pair):
+    base_ct, base_labels, follow_ct, follow_labels, _ = phantom_pair
+    later = Timepoint(follow_ct.with_array(follow_ct.array, patient_id="B"), lesions_only(follow_labels),
+                      dt.date(2025, 6, 1), "later")
+    earlier = Timepoint(base_ct.with_array(base_ct.array, patient_id="A"), lesions_only(base_labels),
+                        dt.date(2025, 1, 1), "earlier")
+    result = compare_timepoints([later, earlier])
+    assert [p["name"] for p in result.timepoints] == ["earlier", "later"]
+    text = " ".join(result.warnings)
+    assert "out of date order" in text and "different PatientIDs" in text
