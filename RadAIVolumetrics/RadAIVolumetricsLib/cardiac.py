@@ -111,7 +111,6 @@ def plot_volume_curve(result: dict, png_path: str | os.PathLike) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from RadAISegmentLib.atomic import atomic_path
     volumes = result["volumes_ml"]
     x = result.get("times_ms") or list(range(len(volumes)))
     figure, axes = plt.subplots(figsize=(5.5, 3.6))
@@ -121,9 +120,5 @@ def plot_volume_curve(result: dict, png_path: str | os.PathLike) -> Path:
     axes.set_xlabel("Time in cycle (ms)" if result.get("times_ms") else "Phase")
     axes.set_ylabel("Blood-pool volume (mL)")
     axes.set_title(f"EF {result['ejection_fraction_percent']:.1f} %")
-    figure.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(png_path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
-    return Path(png_path)
+    from .report import save_figure
+    return save_figure(figure, png_path)

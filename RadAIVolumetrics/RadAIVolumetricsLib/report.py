@@ -40,6 +40,18 @@ def _format(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def save_figure(figure, png_path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+    from RadAISegmentLib.atomic import atomic_path
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    with atomic_path(png_path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png")
+    plt.close(figure)
+    return Path(png_path)
+
+
 class HtmlReport:
     """Accumulates sections and writes one self-contained HTML file."""
 

@@ -72,7 +72,6 @@ class ComparisonResult:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from RadAISegmentLib.atomic import atomic_path
         figure, axes = plt.subplots(figsize=(5.8, 3.8))
         x = [point["days_from_baseline"] if point["days_from_baseline"] is not None else i
              for i, point in enumerate(self.timepoints)]
@@ -83,12 +82,8 @@ class ComparisonResult:
         axes.set_ylabel("Volume (mL)")
         axes.set_title(f"RECIST {self.recist_by_timepoint[-1]}, volumetric {self.volumetric_by_timepoint[-1]}")
         axes.legend(fontsize=8)
-        figure.tight_layout()
-        Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(png_path) as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
-        plt.close(figure)
-        return Path(png_path)
+        from ..report import save_figure
+        return save_figure(figure, png_path)
 
 
 def compare_timepoints(timepoints: Sequence[Timepoint], transform: str = "rigid", organs: Optional[dict] = None,

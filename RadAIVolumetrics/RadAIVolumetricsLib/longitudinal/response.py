@@ -23,38 +23,33 @@ def _percent(value: float, reference: float) -> Optional[float]:
     return None if reference == 0 else 100.0 * (value - reference) / reference
 
 
-def recist_category(sums_mm: Sequence[float], index: int, new_lesion: bool) -> str:
-    """RECIST 1.1 category of timepoint ``index`` (> 0) from the target sums of diameters."""
-    baseline, current = sums_mm[0], sums_mm[index]
-    nadir = min(sums_mm[:index])
+def _category(values: Sequence[float], index: int, new_lesion: bool, pr_percent: float, pd_percent: float,
+              pd_minimum_increase: float) -> str:
+    """Shared rule: new lesion → PD; all gone → CR; ≥ pd_percent over the nadir (and ≥ the minimum
+    absolute increase) → PD; ≤ pr_percent vs baseline → PR; otherwise SD."""
+    baseline, current = values[0], values[index]
+    nadir = min(values[:index])
     if new_lesion:
         return "PD"
     if current <= EPSILON:
         return "CR"
     increase = _percent(current, nadir) if nadir > 0 else math.inf
-    if increase is not None and increase >= 20.0 - EPSILON and current - nadir >= 5.0 - EPSILON:
+    if increase is not None and increase >= pd_percent - EPSILON and current - nadir >= pd_minimum_increase - EPSILON:
         return "PD"
     change = _percent(current, baseline)
-    if change is not None and change <= -30.0 + EPSILON:
+    if change is not None and change <= pr_percent + EPSILON:
         return "PR"
     return "SD"
+
+
+def recist_category(sums_mm: Sequence[float], index: int, new_lesion: bool) -> str:
+    """RECIST 1.1 category of timepoint ``index`` (> 0) from the target sums of diameters (mm)."""
+    return _category(sums_mm, index, new_lesion, pr_percent=-30.0, pd_percent=20.0, pd_minimum_increase=5.0)
 
 
 def volumetric_category(volumes_ml: Sequence[float], index: int, new_lesion: bool) -> str:
     """Volumetric category of timepoint ``index`` from total target volumes (mL)."""
-    baseline, current = volumes_ml[0], volumes_ml[index]
-    nadir = min(volumes_ml[:index])
-    if new_lesion:
-        return "PD"
-    if current <= EPSILON:
-        return "CR"
-    increase = _percent(current, nadir) if nadir > 0 else math.inf
-    if increase is not None and increase >= 73.0 - EPSILON:
-        return "PD"
-    change = _percent(current, baseline)
-    if change is not None and change <= -65.0 + EPSILON:
-        return "PR"
-    return "SD"
+    return _category(volumes_ml, index, new_lesion, pr_percent=-65.0, pd_percent=73.0, pd_minimum_increase=0.0)
 
 
 def doubling_time_days(volume_start_ml: float, volume_end_ml: float, days: float) -> Optional[float]:

@@ -9,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from RadAISegmentLib.atomic import atomic_path, write_text_atomic
+from RadAISegmentLib.atomic import write_text_atomic
 
-from ..report import HtmlReport
+from ..report import HtmlReport, save_figure
 from .evaluate import StudyResult
 
 PER_STUDY_COLUMNS = ("study", "group", "date", "label", "dice", "iou", "hd95_mm", "assd_mm", "nsd", "tolerance_mm",
@@ -61,10 +61,7 @@ def _plot_bland_altman(results: Sequence[StudyResult], label: str, summary: dict
     axes.set_xlabel("Mean of predicted and reference volume (mL)")
     axes.set_ylabel("Predicted − reference (mL)")
     axes.set_title(f"Bland–Altman: {label}")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
+    save_figure(figure, path)
     return True
 
 
@@ -80,10 +77,7 @@ def _plot_dice_boxes(results: Sequence[StudyResult], labels: Sequence[str], path
     axes.set_ylim(0, 1.02)
     axes.set_ylabel("Dice")
     axes.set_title("Dice per label (one point per study)")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
+    save_figure(figure, path)
     return True
 
 
