@@ -148,3 +148,26 @@ def test_dates_out_of_order_and_different_patients_are_reported(phantom_pair):
     assert [p["name"] for p in result.timepoints] == ["earlier", "later"]
     text = " ".join(result.warnings)
     assert "out of date order" in text and "different PatientIDs" in text
+
+
+def test_split_and_merge_are_recorded(phantom_pair):
+    base_ct, _, _, _, _ = phantom_pair
+    one = np.zeros(base_ct.array.shape, np.uint8)
+    one[30:36, 60:70, 40:80] = 1                                  # one elongated lesion
+    two = one.copy()
+    two[:, :, 58:62] = 0                                          # cut in two: a split
+    shape = base_ct.with_array
+    split = compare_timepoints([Timepoint(base_ct, shape(one), dt.date(2025, 1, 1), "b"),
+                                Timepoint(base_ct, shape(two), dt.date(2025, 2, 1), "f")]).to_json()
+    assert [l["status"] for l in split["lesions"]] == ["split"]
+    merged = compare_timepoints([Timepoint(base_ct, shape(two), dt.date(2025, 1, 1), "b"),
+                                 Timepoint(base_ct, shape(one), dt.date(2025, 2, 1), "f")]).to_json()
+    assert sorted(l["status"] for l in merged["lesions"]) == ["merged", "merged"]
+
+
+def test_registration_that_cannot_work_falls_back_to_identity_with_a_warning(phantom_pair):
+    base_ct, _, _, _, _ = phantom_pair
+    flat = base_ct.with_array(np.zeros_like(base_ct.array))
+    registration = register(base_ct, flat)
+    assert not registration.converged and registration.warnings
+    np.testing.assert_allclose(registration.matrix_lps, np.eye(4))

@@ -66,9 +66,10 @@ def register(baseline: Image, followup: Image, kind: str = "rigid", max_iteratio
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method.SetInitialTransform(initial, inPlace=False)
     identity = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
-    initial_metric = _metric_value(fixed, moving, identity, seed)
     warnings: list[str] = []
+    initial_metric = float("nan")
     try:
+        initial_metric = _metric_value(fixed, moving, identity, seed)
         transform = method.Execute(fixed, moving)
         final_metric = _metric_value(fixed, moving, transform, seed)
         converged = final_metric <= initial_metric + 1e-6
