@@ -101,6 +101,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadAISegmentLogic()
         self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
+        self.ui.modelComboBox.addItems(self.logic.availableModelIds())
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -174,8 +175,18 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._timer.stop()
         self._job = None
+        from RadAISegmentLib.errors import CancelledError
         with slicer.util.tryWithErrorDisplay("RadAI segmentation failed.", waitCursor=True):
-            self.logic.finishSegmentation(job, self._parameterNode)
+            try:
+                self.logic.finishSegmentation(job, self._parameterNode)
+            except CancelledError:
+                self.ui.statusLabel.text = "Cancelled; nothing was added to the scene."
+            else:
+                p = self._parameterNode
+                if p.explain:
+                    seeds = self.logic.seedPointsRAS(p)
+                    self.logic.explainSegmentation(p.inputVolume, p.modelId, seeds[0] if seeds else None,
+                                                   p.saliencyOpacity, p.saliencyLabel or None)
         self._updateState()
 
 
@@ -212,13 +223,26 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         from RadAISegmentLib.mrml import image_from_volume_node
         return geometry_summary(image_from_volume_node(volumeNode))
 
-    # -- devices and dependencies ---------------------------------------------------------
-    def deviceSummary(self) -> str:
+    # -- models, devices and dependencies ------------------------------------------------
+    def availableModelIds(self) -> list[str]:
+        """Ids of the shipped and installed models (the Model combo box), ``lesion-roi`` first when present."""
+        try:
+            from RadAISegmentLib.models.cache import list_models
+        except ImportError:  # engine dependencies not installed yet
+            return ["lesion-roi"]
+        ids = sorted({card.id for card in list_models()})
+        return sorted(ids, key=lambda model_id: model_id != "lesion-roi")
+
+    def deviceSummary(self, device: str = "auto") -> str:
+        """One line for the GUI: the device inference will use, torch version and free memory."""
         try:
             from RadAISegmentLib.device import describe_device
-            return describe_device()["summary"]
+            info = describe_device(device)
         except ImportError as error:
             return f"PyTorch not installed yet ({error}); it is installed on first Apply."
+        where = f"GPU {info['gpu']}" if info.get("gpu") else f"CPU ({info['cpu_threads']} threads)"
+        memory = f", {info['free_memory_mb']} MB free" if info.get("free_memory_mb") is not None else ""
+        return f"{where}, torch {info['torch']}{memory}"
 
     def ensureDependencies(self) -> None:
         """Install Resources/requirements.txt on first use (never at import time)."""
@@ -241,18 +265,30 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install(["-r", requirements])
 
     # -- segmentation ---------------------------------------------------------------------
-    def startSegmentation(self, parameterNode):
-        """Start engine inference in a worker thread; returns a job to poll (see SegmentationJob)."""
-        from RadAISegmentLib.jobs import start_segmentation_job
-        from RadAISegmentLib.mrml import image_from_volume_node
-        image = image_from_volume_node(parameterNode.inputVolume)
+    @staticmethod
+    def seedPointsRAS(parameterNode) -> list[tuple[float, float, float]]:
+        """World (RAS mm) positions of the seed markups' control points (empty without a markups node)."""
         seeds = []
-        if parameterNode.seedPoints:
-            points = parameterNode.seedPoints
+        points = parameterNode.seedPoints
+        if points:
             for index in range(points.GetNumberOfControlPoints()):
                 position = [0.0, 0.0, 0.0]
                 points.GetNthControlPointPositionWorld(index, position)
-                seeds.append(tuple(position))
+                seeds.append(tuple(float(v) for v in position))
+        return seeds
+
+    def startSegmentation(self, parameterNode):
+        """Start engine inference in a worker thread; returns a ``RadAISegmentLib.jobs.BackgroundJob`` to poll.
+
+        The input volume is copied to an engine Image here (main thread); the worker never touches MRML.
+        """
+        from RadAISegmentLib.errors import InputError
+        from RadAISegmentLib.jobs import start_segmentation_job
+        from RadAISegmentLib.mrml import image_from_volume_node
+        if not parameterNode.inputVolume:
+            raise InputError("No input volume selected: choose the CT or MR volume to segment.")
+        image = image_from_volume_node(parameterNode.inputVolume)
+        seeds = self.seedPointsRAS(parameterNode)
         return start_segmentation_job(image, parameterNode.modelId, seeds_ras=seeds,
                                       box_mm=parameterNode.boxSizeMm or None, device=parameterNode.device,
                                       fast=parameterNode.fastMode)
@@ -266,6 +302,26 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         node = segmentation_node_from_labelmap(labelmap, name, reference_volume_node=volume,
                                                existing_node=parameterNode.outputSegmentation)
         show_closed_surfaces(node)
+        return node
+
+    # -- saliency -------------------------------------------------------------------------
+    def explainSegmentation(self, volumeNode, modelId: str, seedRAS=None, opacity: float = 0.6, label=None,
+                            threshold: float = 0.3):
+        """Grad-CAM saliency of ``modelId`` on ``volumeNode`` as a new heat-coloured volume node.
+
+        seedRAS: (R, A, S) mm point the crop is centred on (required by promptable lesion models).
+        The map (0..1, on the input grid) is shown as the slice foreground at ``opacity`` and
+        volume-rendered in 3D above ``threshold``. The input volume is not modified.
+        """
+        from RadAISegmentLib.mrml import (image_from_volume_node, saliency_volume_node,
+                                          setup_saliency_volume_rendering)
+        from RadAISegmentLib.saliency import explain_image
+        image = image_from_volume_node(volumeNode)
+        seed = tuple(float(v) for v in seedRAS) if seedRAS is not None else None
+        result = explain_image(image, modelId, label=label or None, seed_ras=seed)
+        node = saliency_volume_node(result.map, f"{volumeNode.GetName()} {modelId} saliency",
+                                    scene=volumeNode.GetScene(), threshold=threshold, opacity=opacity)
+        setup_saliency_volume_rendering(node, threshold=threshold, max_opacity=opacity)
         return node
 
 

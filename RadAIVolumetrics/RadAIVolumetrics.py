@@ -169,17 +169,23 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         return table
 
     def exportTableCsv(self, tableNode, path: str) -> str:
+        """Write the table as CSV (header = column names, units in their suffix), atomically; returns ``path``."""
         from RadAISegmentLib.atomic import write_text_atomic
         write_text_atomic(path, self.tableAsText(tableNode, separator=","))
         return path
 
     @staticmethod
     def tableAsText(tableNode, separator: str = "\t") -> str:
+        """The table as delimited text (quoted where a value holds the separator, e.g. "kidney, left")."""
+        import csv
+        import io
         table = tableNode.GetTable()
-        lines = [separator.join(table.GetColumnName(c) for c in range(table.GetNumberOfColumns()))]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=separator, lineterminator="\n")
+        writer.writerow([table.GetColumnName(c) for c in range(table.GetNumberOfColumns())])
         for r in range(table.GetNumberOfRows()):
-            lines.append(separator.join(table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())))
-        return "\n".join(lines) + "\n"
+            writer.writerow([table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())])
+        return buffer.getvalue()
 
     # -- Cardiac tab ----------------------------------------------------------------------------
     def ejectionFraction(self, edSegmentationNode, esSegmentationNode, bloodPoolLabel="LV blood pool",

@@ -74,8 +74,9 @@ def test_shipped_model_beats_the_baseline_on_real_tumours(shipped_model, shared_
     card_metrics = shipped_model.card.metrics["real_tumours"]["model"]
     for case in ("lung1", "brain1", "breast1"):
         assert model[case]["dice"] == pytest.approx(card_metrics[case]["dice"], abs=0.02)   # the card tells the truth
-    wins = [case for case in model if model[case]["dice"] > baseline[case]["dice"]]
-    assert len(wins) >= 2, (model, baseline)
+    for case, minimum in (("lung1", 0.6), ("brain1", 0.4), ("breast1", 0.65)):   # measured 0.71, 0.52, 0.76
+        assert model[case]["dice"] >= minimum, (case, model[case])
+        assert model[case]["dice"] > baseline[case]["dice"] + 0.1, (case, model[case], baseline[case])
 
 
 def test_gradcam_of_the_shipped_model_concentrates_on_the_real_tumour(shared_data):

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import write_text_atomic
-    from ..lesion.evaluate import evaluate_model_and_baseline
+    from ..lesion.evaluate import evaluate_model_and_baseline, metrics_table
     from ..lesion.train import train
     from ..models.loaders import load_model_folder
     from ..sample_data import resources_dir
@@ -52,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
                                             "checkpoint choice; seed = mask centroid, box = 1.5 x extent + 10 mm")
     write_text_atomic(out / "card.json", json.dumps(card, indent=2))
     print(json.dumps(evaluation, indent=2))
+    print(metrics_table(evaluation))
     return 0

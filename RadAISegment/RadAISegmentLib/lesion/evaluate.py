@@ -58,6 +58,36 @@ def evaluate_real_cases(shared_data: Path, segment: Callable, cases=CASES, jitte
 
 
 def evaluate_model_and_baseline(shared_data: Path, model, jitter: bool = True) -> dict:
+    """Model and baseline on the same prompts (centroid seed, and the seed offsets when ``jitter``), plus the
+    model's wall time per lesion on CPU (crop, network, paste back, component; the model already loaded)."""
+    import time
     from .predict import segment_lesion
-    return {"model": evaluate_real_cases(shared_data, lambda im, s, b: segment_lesion(im, s, b, model), jitter=jitter),
-            "baseline_confidence_connected": evaluate_real_cases(shared_data, segment_lesion_baseline)}
+    seconds = []
+
+    def timed_model(image, seed_ras, box_mm):
+        started = time.perf_counter()
+        result = segment_lesion(image, seed_ras, box_mm, model)
+        seconds.append(time.perf_counter() - started)
+        return result
+
+    evaluation = {"model": evaluate_real_cases(shared_data, timed_model, jitter=jitter),
+                  "baseline_confidence_connected": evaluate_real_cases(shared_data, segment_lesion_baseline,
+                                                                       jitter=jitter)}
+    evaluation["model_seconds_per_lesion_median"] = float(np.median(seconds[1:] or seconds))
+    return evaluation
+
+
+def metrics_table(evaluation: dict) -> str:
+    """Markdown table: per case, Dice / volume error % / HD95 mm / mean Dice with seed offsets, model vs baseline."""
+    rows = ["| case | method | Dice | volume error % | HD95 mm | Dice, seed offsets (mean) |",
+            "|---|---|---|---|---|---|"]
+    for case in CASES:
+        for method, key in (("lesion-roi model", "model"), ("baseline (confidence-connected)",
+                                                            "baseline_confidence_connected")):
+            result = evaluation.get(key, {}).get(case)
+            if result is None:
+                continue
+            jitter = result.get("dice_with_seed_offsets_mean")
+            rows.append(f"| {case} | {method} | {result['dice']:.3f} | {result['volume_error_percent']:+.1f} | "
+                        f"{result['hd95_mm']:.1f} | {'—' if jitter is None else f'{jitter:.3f}'} |")
+    return "\n".join(rows)

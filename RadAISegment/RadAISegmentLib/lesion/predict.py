@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..errors import InputError
 from ..image import Image, SegmentInfo, TerminologyCode
 from ..progress import CancelToken, ProgressCallback
 from .preprocess import DEFAULT_GRID, crop_around_seed, paste_back
@@ -38,6 +39,74 @@ def predict_probability(network: torch.nn.Module, tensor: np.ndarray, device: st
     return (probability[0] + np.flip(probability[1], axis=2)) / 2.0
 
 
+def load_lesion_model(model_dir, device: str = "cpu"):
+    """Load a lesion model folder (``card.json`` + state dict ``model.pt``, SHA-256 checked,
+    ``torch.load(weights_only=True)``) through the generic loader :func:`models.loaders.load_model_folder`."""
+    from ..models.loaders import load_model_folder
+    model = load_model_folder(model_dir)
+    model.network.to(device).eval()
+    return model
+
+
+def _prompt_settings(model) -> dict:
+    card = getattr(model, "card", None)
+    if card is not None and hasattr(card, "as_dict"):
+        return card.as_dict().get("input", {}).get("prompt", {})
+    return {}
+
+
+def predict_probabilities(network: torch.nn.Module, tensors: np.ndarray, device: str = "cpu",
+                          flip: bool = True) -> np.ndarray:
+    """Sigmoid probabilities ``[n, grid, grid, grid]`` for a batch ``[n, 2, grid, grid, grid]`` in one forward pass,
+    averaged with the left-right (i-axis) flipped input when ``flip``."""
+    network.eval()
+    batch = np.asarray(tensors, dtype=np.float32)
+    if flip:
+        batch = np.concatenate([batch, np.flip(batch, axis=4)])
+    with torch.no_grad():
+        probability = torch.sigmoid(network(torch.from_numpy(np.ascontiguousarray(batch)).to(device))).cpu().numpy()[:, 0]
+    if not flip:
+        return probability
+    n = len(tensors)
+    return (probability[:n] + np.flip(probability[n:], axis=3)) / 2.0
+
+
+def segment_lesions(image: Image, seeds_ras: Sequence[Sequence[float]], box_mm: Optional[float], model,
+                    device: str = "cpu", progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelToken] = None) -> Image:
+    """uint8 labelmap on the input grid with label ``n`` (1-based) for the lesion at ``seeds_ras[n-1]`` (RAS mm).
+
+    All crops go through the network in one batch. Where two lesions' masks overlap, the earlier seed keeps
+    the voxel. Any seed outside the image raises :class:`InputError` before any work is done.
+    """
+    if not len(seeds_ras):
+        raise InputError("No seed points given; give at least one R,A,S point (mm) inside the lesion.")
+    prompt = _prompt_settings(model)
+    crops = [crop_around_seed(image, seed, box_mm or prompt.get("default_box_mm"), prompt.get("grid", DEFAULT_GRID),
+                              prompt.get("ct_normalisation", "window")) for seed in seeds_ras]
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    if progress:
+        progress(0.2, f"lesion: running the network on {len(crops)} crop(s)")
+    network = getattr(model, "network", model)
+    device = "cpu" if device in ("auto", None) or not torch.cuda.is_available() else device
+    probabilities = predict_probabilities(network.to(device), np.stack([c.tensor for c in crops]), device)
+    result = np.zeros(image.array.shape, np.uint8)
+    for number, (seed, crop, probability) in enumerate(zip(seeds_ras, crops, probabilities), start=1):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        mask = paste_back(probability, crop, image)
+        if mask.any():
+            mask = component_at_seed(mask, image.ras_to_index(np.asarray(seed, float))[::-1])
+        result[mask & (result == 0)] = number
+        if progress:
+            progress(0.2 + 0.8 * number / len(crops), f"lesion {number}/{len(crops)} done")
+    base = LESION_SEGMENT
+    segments = [SegmentInfo(n, base.name if len(crops) == 1 else f"{base.name} {n}", base.color_rgb, base.category,
+                            base.type) for n in range(1, len(crops) + 1)]
+    return image.with_array(result, segments=segments)
+
+
 def segment_lesion(image: Image, seed_ras: Sequence[float], box_mm: Optional[float], model, device: str = "cpu",
                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> Image:
     """uint8 labelmap on the input grid: 1 inside the lesion at ``seed_ras`` (RAS mm), 0 elsewhere.
@@ -52,7 +121,8 @@ def segment_lesion(image: Image, seed_ras: Sequence[float], box_mm: Optional[flo
     card = getattr(model, "card", None)
     if card is not None and hasattr(card, "as_dict"):
         prompt = card.as_dict().get("input", {}).get("prompt", {})
-    crop = crop_around_seed(image, seed_ras, box_mm or prompt.get("default_box_mm"), prompt.get("grid", DEFAULT_GRID))
+    crop = crop_around_seed(image, seed_ras, box_mm or prompt.get("default_box_mm"), prompt.get("grid", DEFAULT_GRID),
+                            prompt.get("ct_normalisation", "window"))
     if progress:
         progress(0.3, "lesion: running the network")
     device = "cpu" if device in ("auto", None) or not torch.cuda.is_available() else device

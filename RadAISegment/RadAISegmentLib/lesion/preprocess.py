@@ -7,8 +7,10 @@ is the normalised image, channel 1 a Gaussian at the seed (the prompt).
 Tensor axes are ``[k, j, i]`` like every RadAI array.
 
 Normalisation (per modality):
-* CT (an image whose minimum is below −500, i.e. Hounsfield units): clip to
-  [−1000, 500] HU and scale to [0, 1];
+* CT (an image whose minimum is below −500, i.e. Hounsfield units), by the card's
+  ``input.prompt.ct_normalisation``: ``"window"`` clips to [−1000, 500] HU and scales to [0, 1];
+  ``"piecewise"`` maps −1000 → 0, −200 → 0.3, 300 → 1 linearly in between and clips to [0, 1]
+  (lung nodules and soft-tissue contrast both visible in one channel);
 * MR and other: robust scaling of the crop, 1st percentile → 0, 99th → 1, clipped to [−0.5, 1.5].
 """
 from __future__ import annotations
@@ -26,6 +28,10 @@ DEFAULT_GRID = 48
 DEFAULT_BOX_MM = 64.0
 SEED_SIGMA_VOXELS = 3.0
 CT_WINDOW_HU = (-1000.0, 500.0)
+CT_PIECEWISE_HU = (-1000.0, -200.0, 300.0)
+CT_PIECEWISE_VALUES = (0.0, 0.3, 1.0)
+CT_NORMALISATIONS = ("window", "piecewise")
+DEFAULT_CT_NORMALISATION = "window"      # what a card without ``prompt.ct_normalisation`` was trained with
 
 
 @dataclass
@@ -42,9 +48,11 @@ def is_ct_like(image: Image) -> bool:
     return modality == "CT" or (modality not in ("MR", "MRI") and float(np.min(image.array)) < -500)
 
 
-def normalise_crop(values: np.ndarray, ct: bool) -> np.ndarray:
+def normalise_crop(values: np.ndarray, ct: bool, ct_normalisation: str = "window") -> np.ndarray:
     """Scale a crop's intensities to roughly [0, 1] (see module docstring)."""
     values = values.astype(np.float32)
+    if ct and ct_normalisation == "piecewise":
+        return np.interp(values, CT_PIECEWISE_HU, CT_PIECEWISE_VALUES).astype(np.float32)
     if ct:
         low, high = CT_WINDOW_HU
         return np.clip((values - low) / (high - low), 0.0, 1.0)
@@ -79,15 +87,16 @@ def crop_reference(image: Image, seed_ras, box_mm: float, grid: int = DEFAULT_GR
     return reference
 
 
-def crop_around_seed(image: Image, seed_ras, box_mm: float | None = None, grid: int = DEFAULT_GRID) -> Crop:
-    """Model input for one seed (RAS mm). Outside the image, CT is padded with air, MR with 0."""
+def crop_around_seed(image: Image, seed_ras, box_mm: float | None = None, grid: int = DEFAULT_GRID,
+                     ct_normalisation: str = DEFAULT_CT_NORMALISATION) -> Crop:
+    """Model input for one seed (RAS mm). Outside the image the nearest voxel's value is repeated (as in training)."""
     box_mm = float(box_mm or DEFAULT_BOX_MM)
     reference = crop_reference(image, seed_ras, box_mm, grid)
     ct = is_ct_like(image)
     source = sitk.Cast(to_sitk(image), sitk.sitkFloat32)
-    resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, -1024.0 if ct else 0.0)
+    resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
     values = sitk.GetArrayFromImage(resampled)
-    tensor = np.stack([normalise_crop(values, ct), seed_channel(grid)])
+    tensor = np.stack([normalise_crop(values, ct, ct_normalisation), seed_channel(grid)])
     return Crop(tensor, reference, box_mm)
 
 

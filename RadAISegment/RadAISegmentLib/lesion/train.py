@@ -21,6 +21,8 @@ import torch
 from ..atomic import atomic_path, write_text_atomic
 from .preprocess import CT_WINDOW_HU, DEFAULT_BOX_MM, DEFAULT_GRID, SEED_SIGMA_VOXELS
 
+CT_NORMALISATION = "piecewise"   # lesion.preprocess.normalise_crop scheme the synthetic data are made with
+
 NETWORK = {"name": "monai.networks.nets.UNet",
            "parameters": {"spatial_dims": 3, "in_channels": 2, "out_channels": 1, "channels": [16, 32, 64, 128],
                           "strides": [2, 2, 2], "num_res_units": 1}}
@@ -80,9 +82,10 @@ def write_model(network: torch.nn.Module, out_dir: Path, metrics: dict, provenan
                     "type": {"value": "108369006", "scheme": "SCT", "meaning": "Neoplasm"}}],
         "input": {"channels": 2, "patch_size": [DEFAULT_GRID] * 3,
                   "normalisation": {"kind": "ct_window", "a_min": CT_WINDOW_HU[0], "a_max": CT_WINDOW_HU[1]},
+                  "normalisation_ct": "piecewise linear: -1000 HU -> 0, -200 -> 0.3, 300 -> 1, clipped (lesion.preprocess)",
                   "normalisation_mr": "1st-99th percentile of the crop -> 0..1",
                   "prompt": {"grid": DEFAULT_GRID, "default_box_mm": DEFAULT_BOX_MM,
-                             "seed_sigma_voxels": SEED_SIGMA_VOXELS}},
+                             "seed_sigma_voxels": SEED_SIGMA_VOXELS, "ct_normalisation": CT_NORMALISATION}},
         "network": {"format": "state_dict", **NETWORK},
         "weights": {"file": "model.pt", "sha256": sha},
         "licence": "Apache-2.0 (RadAI); trained only on synthetic lesions in Apache-2.0 / Debian-packaged backgrounds",
