@@ -35,12 +35,6 @@ class DemoContext:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def _mask_centroid_ras(labelmap, label: int = 1) -> tuple[float, float, float]:
-    indices_kji = np.argwhere(labelmap.array == label)
-    centre_ijk = indices_kji.mean(axis=0)[::-1]
-    return tuple(float(v) for v in labelmap.index_to_ras(centre_ijk))
-
-
 MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_volume_mm3", "Mesh volume (mm³)"),
                    ("surface_area_mm2", "Surface (mm²)"), ("sphericity", "Sphericity"),
                    ("max_3d_diameter_mm", "Max 3D diameter (mm)"), ("recist_long_axis_mm", "RECIST long (mm)"),
@@ -59,10 +53,13 @@ def step_lesion(ctx: DemoContext) -> None:
     case = sample_case("lung-tumour")
     image = read_image(case["image"])
     reference = read_labelmap(case["labels"], reference=image)
-    seed_ras = _mask_centroid_ras(reference, int(reference.label_values()[0]))
-    ctx.say(f"lesion: segmenting the lung tumour from seed RAS {tuple(round(v, 1) for v in seed_ras)} mm")
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    seed_ras, box_mm, _ = case_prompt(reference)      # the click a reader makes and the box they drag
+    seed_ras = tuple(float(v) for v in seed_ras)
+    ctx.say(f"lesion: segmenting the lung tumour from seed RAS {tuple(round(v, 1) for v in seed_ras)} mm, "
+            f"box {box_mm:.0f} mm")
     started = time.perf_counter()
-    labelmap = run_model(image, "lesion-roi", seeds_ras=[seed_ras])
+    labelmap = run_model(image, "lesion-roi", seeds_ras=[seed_ras], box_mm=box_mm)
     ctx.timings["lesion segmentation (s)"] = time.perf_counter() - started
     ctx.models_used.add("lesion-roi")
     write_image(labelmap, ctx.out_dir / "lesion" / "lesion.seg.nrrd")
@@ -71,14 +68,14 @@ def step_lesion(ctx: DemoContext) -> None:
     agreement = overlap_metrics(labelmap.array > 0, reference.array > 0, image.spacing_mm)
     ctx.say("lesion: Grad-CAM")
     started = time.perf_counter()
-    saliency = explain_image(image, "lesion-roi", seed_ras=seed_ras)
+    saliency = explain_image(image, "lesion-roi", seed_ras=seed_ras, box_mm=box_mm)
     ctx.timings["lesion Grad-CAM (s)"] = time.perf_counter() - started
     write_image(saliency.map, ctx.out_dir / "lesion" / "saliency.nii.gz")
     pictures = render_case_pngs(image, labelmap, ctx.out_dir / "lesion", saliency=saliency.map, focus_ras=seed_ras)
     ctx.report.heading("1. Lung tumour from one click", anchor="lesion")
     ctx.report.paragraph(f"Real chest CT (PyRadiomics test case lung1, cropped). Seed at RAS "
                          f"{', '.join(f'{v:.1f}' for v in seed_ras)} mm (the centre of the reference mask, as a reader "
-                         f"would click). Model: lesion-roi on the CPU.")
+                         f"would click) and a {box_mm:.0f} mm box around the tumour. Model: lesion-roi on the CPU.")
     ctx.report.table(measures, MEASURE_COLUMNS, caption="Measurements of the segmented tumour (IBSI / PyRadiomics definitions)")
     ctx.report.key_values([("Dice vs reference mask", agreement.dice), ("HD95 (mm)", agreement.hd95_mm),
                            ("Volume error (%)", agreement.volume_error_percent)],
