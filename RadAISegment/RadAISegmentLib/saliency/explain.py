@@ -157,7 +157,10 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
             else patch[::-1] * np.asarray(facts.spacing_mm or image.spacing_mm)
         spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
         use_lesion_crop = facts.promptable and facts.normalisation.get("kind") != "none"
-        grid, inputs = _lesion_preprocessing(image, seed_ras, size_mm, patch) if use_lesion_crop else (None, None)
+        ct_normalisation = ((card.get("input") or {}).get("prompt") or {}).get("ct_normalisation", "window") \
+            if isinstance(card, dict) else "window"
+        grid, inputs = (_lesion_preprocessing(image, seed_ras, size_mm, patch, ct_normalisation) if use_lesion_crop
+                        else (None, None))
         if grid is None:
             grid = working_grid(image, seed_lps, size_mm, spacing)
         low, high = np.zeros(3, int), np.asarray(grid.array.shape)
@@ -228,7 +231,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     return SaliencyResult(saliency, metadata, labelmap)
 
 
-def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray):
+def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray,
+                          ct_normalisation: str = "window"):
     """For promptable-lesion models: the lesion model's OWN crop -> fixed grid + seed channel
     (:func:`RadAISegmentLib.lesion.preprocess.crop_around_seed`), so the map is computed on exactly
     the model's input and pasted back through the same geometry. ``(None, None)`` when that module
@@ -240,7 +244,8 @@ def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np
         return None, None
     if len(set(int(p) for p in patch)) != 1 or not np.allclose(size_mm, size_mm[0]):
         return None, None
-    crop = preprocess.crop_around_seed(image, seed_ras, float(size_mm[0]), grid=int(patch[0]))
+    crop = preprocess.crop_around_seed(image, seed_ras, float(size_mm[0]), grid=int(patch[0]),
+                                      ct_normalisation=ct_normalisation)
     grid = from_sitk(crop.reference)
     return grid.with_array(np.zeros(grid.array.shape, np.float32)), crop.tensor.astype(np.float32)
 
