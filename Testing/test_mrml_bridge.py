@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from RadAISegment.RadAISegmentLib import io
-from RadAISegment.RadAISegmentLib.image import Image, SegmentInfo, TerminologyCode
+from RadAISegmentLib import io
+from RadAISegmentLib.image import Image, SegmentInfo, TerminologyCode
 
 LIVER = SegmentInfo(5, "Liver", (0.86, 0.54, 0.4), TerminologyCode("123037004", "SCT", "Anatomical Structure"),
                     TerminologyCode("10200004", "SCT", "Liver"))
@@ -29,7 +29,7 @@ def oblique_image() -> Image:
 
 
 def test_volume_round_trip_is_exact_on_real_ct(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     ct, _ = real_case
     node = mrml.volume_node_from_image(ct, "ct", slicer_scene)
     back = mrml.image_from_volume_node(node)
@@ -43,7 +43,7 @@ def test_volume_round_trip_is_exact_on_real_ct(slicer_scene, real_case):
 
 
 def test_volume_round_trip_oblique_keeps_geometry_and_modality(slicer_scene):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     image = oblique_image()
     back = mrml.image_from_volume_node(mrml.volume_node_from_image(image, "oblique", slicer_scene))
     assert np.array_equal(back.array, image.array)
@@ -54,7 +54,7 @@ def test_volume_round_trip_oblique_keeps_geometry_and_modality(slicer_scene):
 
 
 def test_segmentation_round_trip_names_colours_terminology(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     ct, labels = real_case
     volume = mrml.volume_node_from_image(ct, "ct-ref", slicer_scene)
     node = mrml.segmentation_node_from_labelmap(labels, "organs", volume)
@@ -69,7 +69,7 @@ def test_segmentation_round_trip_names_colours_terminology(slicer_scene, real_ca
 
 
 def test_slicer_segment_volumes_equal_voxel_count_times_voxel_volume(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     _, labels = real_case
     node = mrml.segmentation_node_from_labelmap(labels, "volumes", scene=slicer_scene)
     volumes = mrml.segment_volumes_mm3_via_slicer(node)
@@ -80,8 +80,8 @@ def test_slicer_segment_volumes_equal_voxel_count_times_voxel_volume(slicer_scen
 
 
 def test_overlapping_segments_refuse_labelmap_export(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
-    from RadAISegment.RadAISegmentLib.errors import LabelError
+    from RadAISegmentLib import mrml
+    from RadAISegmentLib.errors import LabelError
     ct, labels = real_case
     first = mrml.segmentation_node_from_labelmap(labels.with_array((labels.array == 5).astype(np.uint8)), "a", scene=slicer_scene)
     second = mrml.segmentation_node_from_labelmap(labels.with_array((labels.array == 5).astype(np.uint8) * 2), "b",
@@ -92,7 +92,7 @@ def test_overlapping_segments_refuse_labelmap_export(slicer_scene, real_case):
 
 
 def test_closed_surfaces_and_saliency_display(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     ct, labels = real_case
     node = mrml.segmentation_node_from_labelmap(labels, "surfaces", scene=slicer_scene)
     mrml.show_closed_surfaces(node)
@@ -115,7 +115,7 @@ def test_closed_surfaces_and_saliency_display(slicer_scene, real_case):
 
 
 def test_existing_node_is_reused_and_reference_defaults_to_segmentation_geometry(slicer_scene, real_case):
-    from RadAISegment.RadAISegmentLib import mrml
+    from RadAISegmentLib import mrml
     ct, labels = real_case
     volume = mrml.volume_node_from_image(ct, "ct-reuse", slicer_scene)
     node = mrml.segmentation_node_from_labelmap(labels, "first", volume)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpl_image
 
-from RadAISegment.RadAISegmentLib import io
-from RadAISegment.RadAISegmentLib.image import Image, SegmentInfo
+from RadAISegmentLib import io
+from RadAISegmentLib.image import Image, SegmentInfo
 
 GREEN = (0.1, 0.9, 0.1)
 
@@ -50,7 +50,7 @@ def blob_case() -> tuple[Image, np.ndarray]:
 
 
 def test_3d_render_of_real_ct_shows_liver_where_it_projects(slicer_scene, liver_case, tmp_path):
-    from RadAISegment.RadAISegmentLib import mrml, render
+    from RadAISegmentLib import mrml, render
     ct, liver = liver_case
     volume = mrml.volume_node_from_image(ct, "ct-render", slicer_scene)
     segmentation = mrml.segmentation_node_from_labelmap(liver, "liver-render", volume)
@@ -70,7 +70,7 @@ def test_3d_render_of_real_ct_shows_liver_where_it_projects(slicer_scene, liver_
 
 
 def test_3d_render_of_heat_blob_puts_heat_at_its_projection(slicer_scene, tmp_path):
-    from RadAISegment.RadAISegmentLib import mrml, render
+    from RadAISegmentLib import mrml, render
     heat, centre_ras = blob_case()
     node = mrml.saliency_volume_node(heat, "blob", slicer_scene, threshold=0.3)
     for camera in ("anterior", "left"):
@@ -84,7 +84,7 @@ def test_3d_render_of_heat_blob_puts_heat_at_its_projection(slicer_scene, tmp_pa
 
 
 def test_render_slice_and_side_by_side(liver_case, tmp_path):
-    from RadAISegment.RadAISegmentLib import render
+    from RadAISegmentLib import render
     ct, liver = liver_case
     heat = ct.with_array(np.zeros(ct.array.shape, np.float32))
     k, j, i = (int(v) for v in np.argwhere(liver.array).mean(axis=0))
@@ -105,7 +105,7 @@ def test_render_slice_and_side_by_side(liver_case, tmp_path):
 
 def test_engine_render_without_slicer_places_surface_and_heat(liver_case, tmp_path):
     """render_images_3d / render_case_pngs work from engine Images alone (the demo and CLI path)."""
-    from RadAISegment.RadAISegmentLib import render
+    from RadAISegmentLib import render
     ct, liver = liver_case
     k, j, i = np.argwhere(liver.array).mean(axis=0)
     liver_centre = ct.index_to_ras([i, j, k])
@@ -123,3 +123,21 @@ def test_engine_render_without_slicer_places_surface_and_heat(liver_case, tmp_pa
     assert names == ["3d.png", "axial.png", "side_by_side.png"]
     axial = read_rgb(tmp_path / "case" / "axial.png")
     assert heatish(axial).sum() > 20 and greenish(axial).sum() > 100
+
+
+def test_real_tumour_gradcam_render_puts_heat_at_the_lesion(tmp_path, sample_data):
+    """The shipped lesion model's Grad-CAM on the real lung tumour, rendered in 3D: heat where the tumour projects."""
+    from RadAISegmentLib import render
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    from RadAISegmentLib.saliency import explain_image
+    image = io.read_image(sample_data / "lung-tumour_image.nrrd")
+    reference = io.read_labelmap(sample_data / "lung-tumour_labels.nrrd", reference=image)
+    seed_ras, box_mm, _ = case_prompt(reference)
+    saliency = explain_image(image, "lesion-roi", seed_ras=seed_ras, box_mm=box_mm)
+    result = render.render_images_3d(tmp_path / "lesion3d.png", image=image, labelmap=saliency.labelmap,
+                                     saliency=saliency.map, size=(480, 360))
+    rgb = read_rgb(result.path)
+    assert rgb.std() > 0.02                                        # not an empty or uniform picture
+    column, row = result.project_ras(np.asarray(seed_ras))[0]
+    assert heatish(near(rgb, (column, row), 12)).any()            # heat colours where the tumour projects
+    assert heatish(rgb).sum() < 0.2 * rgb.shape[0] * rgb.shape[1]  # and not everywhere

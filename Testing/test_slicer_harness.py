@@ -28,8 +28,8 @@ def test_module_files_import_with_shims_and_parameter_defaults(slicer_scene, rep
 def test_segmentations_logic_available_to_slicer_util(slicer_scene):
     import slicer
     import slicer.util
-    from RadAISegment.RadAISegmentLib import mrml
-    from RadAISegment.RadAISegmentLib.image import Image
+    from RadAISegmentLib import mrml
+    from RadAISegmentLib.image import Image
     labels = np.zeros((4, 5, 6), np.uint8)
     labels[1:3, 2:4, 1:5] = 3
     image = Image(labels, (1.5, 1.0, 2.0))

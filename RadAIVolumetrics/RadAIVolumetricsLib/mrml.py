@@ -100,7 +100,7 @@ def plot_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str
     x = [float(v) for v in x]
     for series_name, values in ys.items():
         if len(values) != len(x):
-            from RadAISegment.RadAISegmentLib.errors import InputError
+            from RadAISegmentLib.errors import InputError
             raise InputError(f"Series '{series_name}' has {len(values)} values but x has {len(x)}; give one y per x.")
     rows = [{x_label: xv, **{n: float(v[i]) for n, v in ys.items()}} for i, xv in enumerate(x)]
     table = table_node_from_rows(rows, [(x_label, "")] + [(n, "") for n in ys], f"{title} data", scene)
