@@ -94,3 +94,20 @@ def test_unknown_label_name_is_reported(tmp_path, shared_data):
     summary = json.loads(result.stdout)
     assert summary["studies_evaluated"] == 0
     assert "'liver' is not in the reference" in summary["studies_failed"][0]["error"]
+
+
+def test_evaluate_runs_the_model_when_predictions_are_missing(tmp_path, colin27):
+    """Colin27 with its brain-extracted reference: `--model brain-extraction` segments it first, then scores it."""
+    from RadAISegmentLib.io import read_image
+    image_path, brain_path = colin27
+    brain = read_image(brain_path)
+    write_image(brain.with_array((brain.array > 0).astype(np.uint8)), tmp_path / "brain_ref.nii.gz")
+    with open(tmp_path / "manifest.csv", "w", newline="") as handle:
+        handle.write(f"study,image,reference\ncolin27,{image_path},brain_ref.nii.gz\n")
+    result = run_cli("evaluate", "--manifest", tmp_path / "manifest.csv", "--model", "brain-extraction",
+                     "--bootstrap", 10, "--out", tmp_path / "out", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["studies_evaluated"] == 1
+    assert summary["labels"]["Segment_1"]["dice_mean"] > 0.93     # deepbet's own figure on Colin27 is 0.936
+    assert (tmp_path / "out" / "predictions" / "colin27.nii.gz").exists()

@@ -125,7 +125,8 @@ def evaluate_study(row: StudyRow, labels: Optional[Sequence[str]] = None, tolera
             predicted = resample_labels_onto(predicted, reference)
         for name, label in label_ids(reference, labels).items():
             ref_mask = reference.array == label
-            pred_label = label_ids(predicted, [name]).get(name, label) if predicted.segments else label
+            predicted_names = {info.name.lower(): info.label for info in predicted.segments}
+            pred_label = predicted_names.get(name.lower(), label)   # same name, else the same label value
             pred_mask = predicted.array == pred_label
             result.per_label[name] = overlap_metrics(pred_mask, ref_mask, reference.spacing_mm, tolerance_mm).as_dict()
             result.detections[name] = lesion_detection(pred_mask, ref_mask, reference.spacing_mm)
