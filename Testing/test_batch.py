@@ -95,3 +95,25 @@ def test_lost_worker_tasks_are_retried(tmp_path, sample_data, dask_client):
     for study in ("abdomen", *(f"phantom{i}" for i in range(6))):
         assert (tmp_path / "out" / study / "study.json").exists()
     dask_client.wait_for_workers(2, timeout=60)
+
+
+def _model_loads_in_this_process():
+    from RadAISegmentLib.inference import _cached_model
+    return _cached_model.cache_info().misses
+
+
+def test_model_is_loaded_once_per_worker_not_per_study(tmp_path, sample_data, dask_client):
+    """Four lesion studies with seeds on 2 workers: each worker process loads lesion-roi at most once."""
+    from RadAISegmentLib.io import read_labelmap
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    reference = read_labelmap(sample_data / "lung-tumour_labels.nrrd")
+    seed = ",".join(f"{v:.2f}" for v in case_prompt(reference)[0])
+    dask_client.restart()                                     # fresh worker processes: empty model caches
+    rows = ["study,image,seed_ras"] + [f"lung{i},{sample_data / 'lung-tumour_image.nrrd'},\"{seed}\"" for i in range(4)]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    summary = run_batch(tmp_path / "manifest.csv", tmp_path / "out", model_id="lesion-roi", client=dask_client)
+    assert summary.done == 4, [r["error"] for r in summary.results]
+    loads = dask_client.run(_model_loads_in_this_process)
+    assert sum(loads.values()) <= len(loads) and max(loads.values()) <= 1
+    volumes = {row["volume_ml"] for result in summary.results for row in result["rows"]}
+    assert len(volumes) == 1 and volumes.pop() > 0            # same lesion, same answer on every worker
