@@ -88,3 +88,12 @@ def test_sheared_or_singular_matrix_is_a_geometry_error():
     singular[2, 2] = 0
     with pytest.raises(GeometryError, match="zero"):
         geometry.decompose_ijk_to_ras(singular)
+
+
+def test_parse_ras_point_is_the_one_seed_parser():
+    from RadAISegmentLib.errors import InputError
+    from RadAISegmentLib.geometry import parse_ras_point
+    assert parse_ras_point(" -12.5, 40,88 ") == (-12.5, 40.0, 88.0)
+    for bad in ("1,2", "a,b,c", "1,2,nan", "1,2,3,4"):
+        with pytest.raises(InputError, match="R,A,S"):
+            parse_ras_point(bad)

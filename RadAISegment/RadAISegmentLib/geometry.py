@@ -95,3 +95,20 @@ def lps_to_index(points_lps: np.ndarray, spacing_mm: Sequence[float], origin_lps
 def kji_to_ijk(indices_kji: np.ndarray) -> np.ndarray:
     """Reverse the last axis: numpy ``(k, j, i)`` index tuples to ``(i, j, k)``."""
     return np.asarray(indices_kji)[..., ::-1]
+
+
+def parse_ras_point(text: str) -> tuple[float, float, float]:
+    """A user-typed point ``"R,A,S"`` (mm, the coordinates Slicer shows) as three finite floats.
+
+    The one parser for ``--seed`` options and manifest ``seed_ras`` columns; raises
+    :class:`~RadAISegmentLib.errors.InputError` naming the expected form.
+    """
+    from .errors import InputError
+    try:
+        values = tuple(float(v) for v in str(text).replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise InputError(f"Point '{text}' is not three numbers R,A,S in millimetres (e.g. 12.5,-40,88; "
+                         "on the command line write --seed=-12,40,5 when R is negative).")
+    return values  # type: ignore[return-value]

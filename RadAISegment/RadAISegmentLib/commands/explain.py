@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError
 
 
 def register(subparsers) -> None:
@@ -36,26 +34,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_point(text: Optional[str]) -> Optional[list[float]]:
-    """``"R,A,S"`` -> three floats (mm)."""
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",")]
-    except ValueError as error:
-        raise InputError(f"--seed {text!r} is not three numbers; write it as R,A,S in mm, e.g. --seed 12.5,-40,88") from error
-    if len(values) != 3 or not all(np.isfinite(values)):
-        raise InputError(f"--seed {text!r} needs exactly three finite numbers R,A,S (mm).")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..geometry import parse_ras_point
     from ..io import read_image, write_image
     from ..progress import TerminalProgress
     from ..saliency import explain_image
 
     image = read_image(args.image)
-    result = explain_image(image, args.model, label=args.label, seed_ras=parse_point(args.seed), method=args.method,
+    result = explain_image(image, args.model, label=args.label, seed_ras=parse_ras_point(args.seed) if args.seed is not None else None, method=args.method,
                            box_mm=args.box_mm, layer=args.layer, region=args.region,
                            progress=TerminalProgress("explain "))
     out = write_image(result.map, args.out)
@@ -87,7 +73,8 @@ def write_png(image, result, path: Path) -> Path:
         import tempfile
         with tempfile.TemporaryDirectory() as folder:
             panels = render_case_pngs(image, result.labelmap, Path(folder), saliency=result.map, focus_ras=focus)
-            return _side_by_side([p for p, _ in panels][:2], path)  # 3D view | axial slice
+            render.render_side_by_side(panels[0][0], panels[1][0], path)  # 3D view | axial slice
+            return path
     return _matplotlib_png(image, result, focus, path)
 
 
@@ -96,22 +83,6 @@ def _focus_ras(image, result) -> list[float]:
         return list(result.metadata["seed_ras"])
     peak_kji = np.unravel_index(int(np.argmax(result.map.array)), result.map.array.shape)
     return [float(v) for v in image.index_to_ras(np.asarray(peak_kji[::-1], float))]
-
-
-def _side_by_side(pngs: list, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from ..atomic import atomic_path
-    figure, axes = plt.subplots(1, len(pngs), figsize=(6 * len(pngs), 6))
-    for axis, png in zip(np.atleast_1d(axes), pngs):
-        axis.imshow(plt.imread(str(png)))
-        axis.axis("off")
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    return path
 
 
 def _matplotlib_png(image, result, focus_ras, path: Path) -> Path:

@@ -8,23 +8,13 @@ import time
 from pathlib import Path
 
 
-def _seed(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"--seed needs R,A,S in millimetres (e.g. 12.5,-40,88), got '{text}'")
-    return values
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser("segment", help="segment an image with a model (labelmap on the input grid)",
                                    description="Run a model on an image file or DICOM folder and write a labelmap "
                                                "on exactly the input grid (NRRD, NIfTI or .seg.nrrd by extension).")
     parser.add_argument("image", help="image file or DICOM folder")
     parser.add_argument("--model", required=True, help="model id (see `radai models list`)")
-    parser.add_argument("--seed", type=_seed, action="append", help="lesion seed R,A,S in mm (repeatable)")
+    parser.add_argument("--seed", action="append", help="lesion seed R,A,S in mm (repeatable)")
     parser.add_argument("--box-mm", type=float, help="edge of the lesion search box in mm")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--fast", action="store_true", help="coarser spacing (faster, less detail)")
@@ -38,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..device import describe_device
+    from ..geometry import parse_ras_point
     from ..inference import load_model, run_lesion_model, segment_image
-    from ..io import read_image, write_image, write_segmentation_nrrd
+    from ..io import read_image, write_image
     from ..progress import TerminalProgress
 
     timings = {}
@@ -52,17 +43,15 @@ def run(args: argparse.Namespace) -> int:
     progress = TerminalProgress(f"segment {args.model}") if sys.stderr.isatty() else None
     start = time.perf_counter()
     if model.card.task == "promptable-lesion":
-        labelmap = run_lesion_model(image, model, args.seed, args.box_mm, args.device, progress)
+        seeds = [parse_ras_point(text) for text in args.seed or []]
+        labelmap = run_lesion_model(image, model, seeds or None, args.box_mm, args.device, progress)
     else:
         labelmap = segment_image(image, model, device=args.device, fast=args.fast,
                                  largest_component=args.largest_component, progress=progress)
     timings["inference_s"] = time.perf_counter() - start
     start = time.perf_counter()
     out = Path(args.out)
-    if out.name.lower().endswith(".seg.nrrd"):
-        write_segmentation_nrrd(labelmap, out)
-    else:
-        write_image(labelmap, out)
+    write_image(labelmap, out)   # .seg.nrrd, .nrrd or .nii.gz by extension
     timings["write_s"] = time.perf_counter() - start
     present = set(np.unique(labelmap.array).tolist())
     labels = [{"label": s.label, "name": s.name, "voxels": int(np.count_nonzero(labelmap.array == s.label))}

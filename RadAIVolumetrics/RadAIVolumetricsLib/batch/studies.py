@@ -22,6 +22,7 @@ from typing import Optional
 
 from RadAISegmentLib.atomic import output_suffix
 from RadAISegmentLib.errors import InputError
+from RadAISegmentLib.geometry import parse_ras_point
 from RadAISegmentLib.io import IMAGE_SUFFIXES
 
 COMPLETION_RECORD = "study.json"
@@ -52,16 +53,6 @@ def _study_from_folder(folder: Path) -> Study:
     return Study(folder.name, folder, segmentations[0] if segmentations else None)
 
 
-def parse_seed(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.replace(";", ",").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(f"Seed '{text}' is not three numbers 'R,A,S' in millimetres.")
-    return values  # type: ignore[return-value]
-
-
 def discover_studies(source: str | os.PathLike) -> list[Study]:
     """Studies of a cohort folder or a CSV manifest (relative paths resolve against the manifest's folder)."""
     source = Path(source)
@@ -77,7 +68,7 @@ def discover_studies(source: str | os.PathLike) -> list[Study]:
                 raise InputError(f"Manifest {source.name} needs the columns study and image.")
             for row in reader:
                 segmentation = source.parent / row["segmentation"] if row.get("segmentation") else None
-                seeds = [parse_seed(s) for s in row.get("seed_ras", "").split("|") if s.strip()]
+                seeds = [parse_ras_point(s) for s in row.get("seed_ras", "").split("|") if s.strip()]
                 studies.append(Study(row["study"], source.parent / row["image"], segmentation, seeds))
         return studies
     studies = []
