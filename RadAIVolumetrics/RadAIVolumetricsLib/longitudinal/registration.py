@@ -2,7 +2,8 @@
 
 Mattes mutual information (robust to contrast changes and cross-modality) on
 clamped intensities (:func:`registration_intensities`),
-three-level multi-resolution (shrink 4/2/1, smoothing 2/1/0 voxels), geometric
+three-level multi-resolution (shrink 4/2/1, smoothing 2/1/0 voxels; random
+sampling of 5/5/15 % of voxels, seeded), geometric
 centre initialisation, regular-step gradient descent. The result maps baseline
 physical points (LPS) to follow-up points. When the optimiser fails or the
 final metric shows no improvement, the identity is returned with a warning
@@ -56,7 +57,9 @@ def register(baseline: Image, followup: Image, kind: str = "rigid", max_iteratio
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=48)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.05, seed)
+    # Few samples on the coarse levels, more at full resolution where the final accuracy is
+    # decided: with 5 % throughout, the result varied by up to ~1 mm with the thread count.
+    method.SetMetricSamplingPercentagePerLevel([0.05, 0.05, 0.15], seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=max_iterations,
                                                      relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
