@@ -10,7 +10,9 @@ import datetime as dt
 import os
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+import json
+
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -44,10 +46,13 @@ class RadAIVolumetricsParameterNode:
     outputTable: table node receiving the measures (created when empty).
     drawRecistAxes: add RECIST long/short axes as line markups.
     edSegmentation / esSegmentation: the Cardiac tab's ED/ES pair.
+    cardiacSequence: or a Sequences node of segmentations over the cycle (EF + volume curve).
     bloodPoolLabel / myocardiumLabel: segment names (or ids) for EF and mass.
     heartRateBpm: for cardiac output (0 = not given).
     referenceSegmentation: the Validation tab's reference (segmentation = prediction).
     toleranceMm: surface Dice tolerance.
+    timepointsJson: the Longitudinal tab's timepoints, ``[{"volume": node id, "segmentation": node id,
+        "date": "YYYY-MM-DD"}, ...]`` (kept in the scene so the list survives leaving the module).
     """
 
     segmentation: vtkMRMLSegmentationNode
@@ -56,11 +61,13 @@ class RadAIVolumetricsParameterNode:
     drawRecistAxes: bool = False
     edSegmentation: vtkMRMLSegmentationNode
     esSegmentation: vtkMRMLSegmentationNode
+    cardiacSequence: vtkMRMLSequenceNode
     bloodPoolLabel: str = "LV blood pool"
     myocardiumLabel: str = ""
     heartRateBpm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     referenceSegmentation: vtkMRMLSegmentationNode
     toleranceMm: Annotated[float, WithinRange(0.0, 20.0)] = 1.0
+    timepointsJson: str = "[]"
 
 
 class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -85,6 +92,10 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.copyButton.connect("clicked(bool)", self.onCopy)
         self.ui.efButton.connect("clicked(bool)", self.onEjectionFraction)
         self.ui.validateButton.connect("clicked(bool)", self.onValidate)
+        self.ui.efSequenceButton.connect("clicked(bool)", self.onEjectionFractionSequence)
+        self.ui.addTimepointButton.connect("clicked(bool)", self.onAddTimepoint)
+        self.ui.removeTimepointButton.connect("clicked(bool)", self.onRemoveTimepoint)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
         self.setParameterNode(self.logic.getParameterNode())
 
     def cleanup(self) -> None:
@@ -96,6 +107,7 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._showTimepoints()
 
     def onMeasure(self) -> None:
         with slicer.util.tryWithErrorDisplay("Measurement failed.", waitCursor=True):
@@ -119,6 +131,61 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = self.logic.ejectionFraction(p.edSegmentation, p.esSegmentation, p.bloodPoolLabel,
                                                  p.myocardiumLabel or None, p.heartRateBpm or None)
             self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
+
+    def onEjectionFractionSequence(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Ejection fraction failed.", waitCursor=True):
+            p = self._parameterNode
+            result = self.logic.ejectionFractionFromSequence(p.cardiacSequence, p.bloodPoolLabel,
+                                                             p.myocardiumLabel or None, p.heartRateBpm or None)
+            self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
+            slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
+
+    # -- Longitudinal tab: the timepoint list lives in the parameter node as JSON ------------------
+    def _timepointEntries(self) -> list:
+        return json.loads(self._parameterNode.timepointsJson or "[]")
+
+    def _showTimepoints(self) -> None:
+        import qt
+        entries = self._timepointEntries()
+        table = self.ui.timepointsTableWidget
+        table.setRowCount(len(entries))
+        for row, entry in enumerate(entries):
+            for column, key in enumerate(("volume", "segmentation")):
+                node = slicer.mrmlScene.GetNodeByID(entry[key])
+                table.setItem(row, column, qt.QTableWidgetItem(node.GetName() if node else "(deleted)"))
+            table.setItem(row, 2, qt.QTableWidgetItem(entry["date"]))
+
+    def onAddTimepoint(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not add the timepoint."):
+            volume = self.ui.timepointVolumeSelector.currentNode()
+            segmentation = self.ui.timepointSegmentationSelector.currentNode()
+            if not volume or not segmentation:
+                raise ValueError("Select the timepoint's volume and its lesion segmentation first.")
+            entries = self._timepointEntries() + [{"volume": volume.GetID(), "segmentation": segmentation.GetID(),
+                                                   "date": self.ui.timepointDateEdit.date.toString("yyyy-MM-dd")}]
+            self._parameterNode.timepointsJson = json.dumps(entries)
+            self._showTimepoints()
+
+    def onRemoveTimepoint(self) -> None:
+        row = self.ui.timepointsTableWidget.currentRow()
+        entries = self._timepointEntries()
+        if 0 <= row < len(entries):
+            del entries[row]
+            self._parameterNode.timepointsJson = json.dumps(entries)
+            self._showTimepoints()
+
+    def onCompare(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Longitudinal comparison failed.", waitCursor=True):
+            entries = self._timepointEntries()
+            nodes = [(slicer.mrmlScene.GetNodeByID(e["volume"]), slicer.mrmlScene.GetNodeByID(e["segmentation"]))
+                     for e in entries]
+            outputs = self.logic.trackLesions([v for v, _ in nodes], [s for _, s in nodes],
+                                              [e["date"] for e in entries])
+            self.ui.longitudinalResultLabel.text = self.logic.comparisonText(outputs["result"])
+            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+            selection = slicer.app.applicationLogic().GetSelectionNode()
+            selection.SetActiveTableID(outputs["table"].GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
 
     def onValidate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Validation failed.", waitCursor=True):
@@ -157,6 +224,12 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         rows = measure_segments(labelmap, image)
         columns = [("name", "")] + [(info.key, info.unit) for info in MEASURES if info.key != "name"]
         flat = [{key: row.get(key) for key, _ in columns} for row in rows]
+        if image is not None:   # first-order statistics: HU for CT, the image's own units otherwise
+            unit = "HU" if str(image.metadata.get("modality", "")).upper() == "CT" else ""
+            keys = [k for k in ("mean", "sd", "min", "max", "median", "p5", "p25", "p75", "p95")]
+            columns += [(f"intensity_{key}", unit) for key in keys]
+            for row, out in zip(rows, flat):
+                out.update({f"intensity_{key}": row["intensity"].get(key) for key in keys})
         table = table_node_from_rows(flat, columns, f"{segmentationNode.GetName()} measurements", existing_node=tableNode)
         if drawRecistAxes:
             for row in rows:
@@ -206,18 +279,104 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
             text += f", CO {result['cardiac_output_l_min']:.2f} L/min"
         return text
 
+    def ejectionFractionFromSequence(self, sequenceNode, bloodPoolLabel="LV blood pool", myocardiumLabel=None,
+                                     heartRateBpm=None) -> dict:
+        """EF over a cardiac cycle from a Sequences node of segmentations (one per phase, in order).
+
+        ED/ES are the phases of largest/smallest blood-pool volume. Adds a plot chart node of the
+        volume–time curve (``result["chart"]``; time in ms when the heart rate is given, else phase).
+        """
+        from RadAISegmentLib.errors import InputError
+        from RadAIVolumetricsLib.cardiac import ejection_fraction_from_sequence
+        from RadAIVolumetricsLib.mrml import plot_chart
+        if sequenceNode is None or sequenceNode.GetNumberOfDataNodes() < 2:
+            raise InputError("Select a sequence with at least two segmentation phases (Sequences module).")
+        phases = []
+        for index in range(sequenceNode.GetNumberOfDataNodes()):
+            node = sequenceNode.GetNthDataNode(index)
+            if not node or not node.IsA("vtkMRMLSegmentationNode"):
+                raise InputError(f"Phase {index} of '{sequenceNode.GetName()}' is not a segmentation; the Cardiac "
+                                 "tab needs a sequence of segmentations (one per phase).")
+            phases.append(self._labelmap(node))
+        result = ejection_fraction_from_sequence(phases, label=bloodPoolLabel, myocardium=myocardiumLabel,
+                                                 heart_rate_bpm=heartRateBpm)
+        x = result.get("times_ms") or list(range(len(phases)))
+        result["chart"] = plot_chart(x, {"blood pool volume": result["volumes_ml"]},
+                                     f"{sequenceNode.GetName()} volume curve",
+                                     "Time in cycle (ms)" if result.get("times_ms") else "Phase", "Volume (mL)",
+                                     scene=sequenceNode.GetScene())
+        return result
+
     # -- Longitudinal tab -----------------------------------------------------------------------
-    def compareTimepoints(self, volumeNodes, segmentationNodes, dates):
-        """Register, match and classify response over timepoints (first = baseline); returns the result."""
+    def _timepoints(self, volumeNodes, segmentationNodes, dates):
+        """Engine timepoints sorted by date (baseline first), with their volume nodes in the same order."""
+        from RadAISegmentLib.errors import InputError
         from RadAISegmentLib.mrml import image_from_volume_node
-        from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
         from RadAIVolumetricsLib.longitudinal.timepoint import Timepoint
-        timepoints = []
-        for index, (volume, segmentation, date) in enumerate(zip(volumeNodes, segmentationNodes, dates)):
-            when = dt.date.fromisoformat(date) if isinstance(date, str) else date
-            timepoints.append(Timepoint(image_from_volume_node(volume), self._labelmap(segmentation, volume),
-                                        when, volume.GetName()))
+        if not (len(volumeNodes) == len(segmentationNodes) == len(dates)):
+            raise InputError("Give each timepoint a volume, a lesion segmentation and a date.")
+        entries = []
+        for volume, segmentation, date in zip(volumeNodes, segmentationNodes, dates):
+            if volume is None or segmentation is None:
+                raise InputError("A timepoint lacks its volume or its lesion segmentation; select both.")
+            when = dt.date.fromisoformat(date) if isinstance(date, str) and date else (date or None)
+            entries.append((when, volume, segmentation))
+        if all(when is not None for when, _, _ in entries):
+            entries.sort(key=lambda entry: entry[0])
+        timepoints = [Timepoint(image_from_volume_node(volume), self._labelmap(segmentation, volume), when,
+                                volume.GetName()) for when, volume, segmentation in entries]
+        return timepoints, [volume for _, volume, _ in entries]
+
+    def compareTimepoints(self, volumeNodes, segmentationNodes, dates):
+        """Register, match and classify response over timepoints (earliest date = baseline); returns the result."""
+        from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
+        timepoints, _ = self._timepoints(volumeNodes, segmentationNodes, dates)
         return compare_timepoints(timepoints)
+
+    def trackLesions(self, volumeNodes, segmentationNodes, dates) -> dict:
+        """The Longitudinal tab's Compare: result plus scene nodes, inputs untouched.
+
+        Returns ``result`` (ComparisonResult), ``table`` (one row per lesion track: status, volume per
+        timepoint, change, RECIST long axis, doubling time), ``chart`` (volume over time, one series
+        per lesion in its track colour) and ``segmentations`` (per timepoint, a new node whose segment
+        ``Lesion <id>`` has the same colour at every timepoint).
+        """
+        from RadAISegmentLib.mrml import segmentation_node_from_labelmap, show_closed_surfaces
+        from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
+        from RadAIVolumetricsLib.longitudinal.tracked import track_color, tracked_labelmaps
+        from RadAIVolumetricsLib.mrml import plot_chart, table_node_from_rows
+        timepoints, volumes = self._timepoints(volumeNodes, segmentationNodes, dates)
+        result = compare_timepoints(timepoints)
+        names = [point["name"] for point in result.timepoints]
+        rows, columns = [], [("lesion", ""), ("status", "")]
+        columns += [(f"volume {name}", "mL") for name in names]
+        columns += [("volume change", "%"), (f"RECIST long axis {names[-1]}", "mm"), ("doubling time", "days")]
+        for lesion in result.lesions:
+            row = {"lesion": f"Lesion {lesion['id']}", "status": lesion["status"],
+                   "volume change": lesion["volume_change_percent"][-1],
+                   f"RECIST long axis {names[-1]}": lesion["recist_long_axis_mm"][-1],
+                   "doubling time": lesion["doubling_time_days"]}
+            row.update({f"volume {name}": lesion["volumes_ml"][i] for i, name in enumerate(names)})
+            rows.append(row)
+        scene = volumes[0].GetScene()
+        table = table_node_from_rows(rows, columns, "Lesion tracking", scene=scene)
+        days = [p["days_from_baseline"] if p["days_from_baseline"] is not None else i
+                for i, p in enumerate(result.timepoints)]
+        series = {f"Lesion {lesion['id']}": lesion["volumes_ml"] for lesion in result.lesions}
+        colors = {f"Lesion {lesion['id']}": track_color(lesion["id"]) for lesion in result.lesions}
+        chart = plot_chart(days, series, "Lesion volume over time", "Days from baseline", "Volume (mL)",
+                           scene=scene, colors_rgb=colors)
+        segmentations = []
+        for labelmap, volume in zip(tracked_labelmaps([tp.lesions for tp in timepoints], result.lesions), volumes):
+            node = segmentation_node_from_labelmap(labelmap, f"{volume.GetName()} tracked lesions", volume)
+            show_closed_surfaces(node)
+            segmentations.append(node)
+        return {"result": result, "table": table, "chart": chart, "segmentations": segmentations}
+
+    @staticmethod
+    def comparisonText(result) -> str:
+        """Response categories and per-lesion change in a few lines for the GUI."""
+        return result.summary_text()
 
     # -- Validation tab -------------------------------------------------------------------------
     def validate(self, predictedSegmentationNode, referenceSegmentationNode, toleranceMm: float = 1.0) -> list[dict]:
@@ -244,8 +403,9 @@ class RadAIVolumetricsTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
-        self.setUp()
-        self.test_measure_sample()
+        for test in (self.test_measure_sample, self.test_track_phantom_lesions):
+            self.setUp()
+            test()
 
     def test_measure_sample(self):
         from RadAISegmentLib.io import read_image
@@ -257,3 +417,22 @@ class RadAIVolumetricsTest(ScriptedLoadableModuleTest):
         table = RadAIVolumetricsLogic().measure(segmentation, volume)
         self.assertGreater(table.GetNumberOfRows(), 0)
         self.delayDisplay("RadAIVolumetrics measurement test passed")
+
+    def test_track_phantom_lesions(self):
+        """Baseline and follow-up phantom (known motion, growth and a new lesion): PD, colours shared."""
+        from RadAISegmentLib.mrml import segmentation_node_from_labelmap, volume_node_from_image
+        from RadAISegmentLib.phantoms import followup_pair_phantom
+        base_ct, base_labels, follow_ct, follow_labels, _ = followup_pair_phantom()
+        volumes, segmentations = [], []
+        for ct, labels, name in ((base_ct, base_labels, "baseline"), (follow_ct, follow_labels, "follow-up")):
+            lesions = labels.with_array((labels.array == max(labels.label_values())).astype("uint8"))
+            volumes.append(volume_node_from_image(ct, name))
+            segmentations.append(segmentation_node_from_labelmap(lesions, f"{name} lesions", volumes[-1]))
+        outputs = RadAIVolumetricsLogic().trackLesions(volumes, segmentations, ["2025-01-01", "2025-04-01"])
+        self.assertEqual(outputs["result"].to_json()["recist_response"], "PD")
+        colours = [{s.GetName(): s.GetColor() for s in map(node.GetSegmentation().GetNthSegment,
+                                                           range(node.GetSegmentation().GetNumberOfSegments()))}
+                   for node in outputs["segmentations"]]
+        for name, colour in colours[0].items():
+            self.assertEqual(colours[1][name], colour)
+        self.delayDisplay("RadAIVolumetrics longitudinal test passed")

@@ -44,3 +44,21 @@ def start_headless_slicer():
                                                   colors=color_logic, volume_rendering=volume_rendering_logic,
                                                   volumes=volumes_logic)
     return slicer
+
+
+def load_module_file(relative_path: str, private_name: str):
+    """Import a module file (e.g. ``RadAISegment/RadAISegment.py``) under a private name.
+
+    The module folder is never put on ``sys.path``, so the ``RadAISegment`` package that holds
+    the engine is not shadowed; the module imports the engine exactly as it does inside Slicer.
+    """
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(private_name, SHIM_DIR.parents[1] / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module

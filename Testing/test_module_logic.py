@@ -253,6 +253,12 @@ def test_volumetrics_measure_table_units_axes_and_csv(volumetrics_module, abdome
         expected = np.count_nonzero(labels.array == label) * labels.voxel_volume_mm3
         got = vtk_table.GetValue(row, columns.index(volume_column)).ToDouble()
         assert got == pytest.approx(expected, rel=0.02)
+        voxels = _voxels(volume)[labels.array == label]          # intensity statistics of the same voxels
+        assert vtk_table.GetValue(row, columns.index("intensity_mean")).ToDouble() == pytest.approx(voxels.mean())
+        assert vtk_table.GetValue(row, columns.index("intensity_p95")).ToDouble() == pytest.approx(np.percentile(voxels, 95))
+    from RadAISegmentLib.mrml import MODALITY_ATTRIBUTE
+    modality = volume.GetAttribute(MODALITY_ATTRIBUTE) or ""
+    assert table.GetColumnUnitLabel("intensity_mean") == ("HU" if modality.upper() == "CT" else "")
     assert slicer_scene.GetNumberOfNodesByClass("vtkMRMLMarkupsLineNode") > lines_before
     path = tmp_path / "measurements.csv"
     logic.exportTableCsv(table, str(path))

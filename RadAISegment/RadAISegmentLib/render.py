@@ -339,7 +339,7 @@ def render_case_pngs(image: Image, labelmap: Optional[Image], out_dir, saliency:
                      "segments as semi-transparent surfaces" + (", saliency in heat colours" if saliency is not None else "")))
     index = None
     if focus_ras is not None:
-        sar_index = _ras_index(image, focus_ras)
+        sar_index = display_index_of_ras(image, focus_ras)
         index = int(sar_index[0])
     render_slice(image, out_dir / "axial.png", labelmap=labelmap, overlay=saliency, index=index, window=window)
     pictures.append((str(out_dir / "axial.png"), "Axial slice (radiological convention: patient right on the left)"
@@ -352,7 +352,7 @@ def render_case_pngs(image: Image, labelmap: Optional[Image], out_dir, saliency:
     return pictures
 
 
-def _ras_index(image: Image, point_ras) -> tuple[int, int, int]:
+def display_index_of_ras(image: Image, point_ras) -> tuple[int, int, int]:
     """Index ``(s, a, r)`` in the ``[S, A, R]`` canonical array of the voxel nearest a RAS point."""
     ijk = np.round(image.ras_to_index(np.asarray(point_ras, dtype=float))).astype(int)
     ijk = np.clip(ijk, 0, np.array(image.shape_ijk) - 1)

@@ -89,12 +89,13 @@ def line_markup(p1_ras: Sequence[float], p2_ras: Sequence[float], name: str, sce
     return node
 
 
-def plot_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str, x_label: str, y_label: str,
-               scene=None):
+def plot_chart(x: Sequence[float], ys: Mapping[str, Sequence[Optional[float]]], title: str, x_label: str,
+               y_label: str, scene=None, colors_rgb: Optional[Mapping[str, Sequence[float]]] = None):
     """A ``vtkMRMLPlotChartNode`` with one line series per entry of ``ys`` over the common ``x``.
 
-    The data live in one table node (column ``x_label`` then one column per series); each
-    ``vtkMRMLPlotSeriesNode`` references it. Returns the chart node.
+    The data live in one table node (column ``x_label`` then one column per series; a missing
+    value (None) is NaN, which the plot leaves out); each ``vtkMRMLPlotSeriesNode`` references it,
+    coloured by ``colors_rgb[name]`` (0..1) when given. Returns the chart node.
     """
     scene = _scene(scene)
     x = [float(v) for v in x]
@@ -102,7 +103,8 @@ def plot_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str
         if len(values) != len(x):
             from RadAISegmentLib.errors import InputError
             raise InputError(f"Series '{series_name}' has {len(values)} values but x has {len(x)}; give one y per x.")
-    rows = [{x_label: xv, **{n: float(v[i]) for n, v in ys.items()}} for i, xv in enumerate(x)]
+    rows = [{x_label: xv, **{n: float("nan") if v[i] is None else float(v[i]) for n, v in ys.items()}}
+            for i, xv in enumerate(x)]
     table = table_node_from_rows(rows, [(x_label, "")] + [(n, "") for n in ys], f"{title} data", scene)
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", title)
     chart.SetTitle(title)
@@ -115,5 +117,7 @@ def plot_chart(x: Sequence[float], ys: Mapping[str, Sequence[float]], title: str
         series.SetYColumnName(series_name)
         series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
         series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
+        if colors_rgb and series_name in colors_rgb:
+            series.SetColor(*[float(c) for c in colors_rgb[series_name]])
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
     return chart

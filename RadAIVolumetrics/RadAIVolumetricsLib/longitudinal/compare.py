@@ -147,7 +147,8 @@ def _assemble(ordered, measures, tracks, registrations, organs, warnings) -> Com
                         "volume_change_percent": changes, "recist_long_axis_mm": axes,
                         "doubling_time_days": vdt, "growth_rate_ml_per_day": growth,
                         "doubling_time_note": None if vdt else "undefined: lesion not growing, or dates missing",
-                        "events": track.events})
+                        "events": track.events,
+                        "labels_by_timepoint": [sorted(int(l) for l in track.members.get(i, [])) for i in range(n)]})
         long_axes_by_track[track.id] = axes[0] if axes[0] is not None else 0.0
     baseline_tracks = {t.id: long_axes_by_track[t.id] for t in tracks if t.first_timepoint == 0}
     targets = select_targets(baseline_tracks, organs)
