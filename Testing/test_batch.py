@@ -117,3 +117,24 @@ def test_model_is_loaded_once_per_worker_not_per_study(tmp_path, sample_data, da
     assert sum(loads.values()) <= len(loads) and max(loads.values()) <= 1
     volumes = {row["volume_ml"] for result in summary.results for row in result["rows"]}
     assert len(volumes) == 1 and volumes.pop() > 0            # same lesion, same answer on every worker
+
+
+def _torch_threads_in_this_process():
+    import torch
+    return torch.get_num_threads()
+
+
+def test_workers_share_the_cores_without_oversubscription(tmp_path, sample_data, dask_client):
+    """After inference on every worker, workers x torch threads = the machine's cores (never more):
+    ``choose_device`` honours the per-worker thread budget the runner sets (RADAI_TORCH_THREADS)."""
+    from RadAISegmentLib.io import read_labelmap
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    reference = read_labelmap(sample_data / "lung-tumour_labels.nrrd")
+    seed = ",".join(f"{v:.2f}" for v in case_prompt(reference)[0])
+    rows = ["study,image,seed_ras"] + [f"lung{i},{sample_data / 'lung-tumour_image.nrrd'},\"{seed}\"" for i in range(4)]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    summary = run_batch(tmp_path / "manifest.csv", tmp_path / "out", model_id="lesion-roi", client=dask_client)
+    assert summary.done == 4
+    threads = dask_client.run(_torch_threads_in_this_process)
+    assert len(threads) == 2
+    assert all(count == max(1, (os.cpu_count() or 1) // 2) for count in threads.values())

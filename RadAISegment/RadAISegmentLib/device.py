@@ -31,8 +31,17 @@ class DeviceChoice:
         return contextlib.nullcontext()
 
 
+#: Environment variable fixing the CPU inference threads (set by ``radai batch`` for each Dask worker so
+#: that workers sharing a machine do not oversubscribe its cores).
+THREADS_ENV = "RADAI_TORCH_THREADS"
+
+
 def cpu_threads() -> int:
-    """Cores available to this process (affinity-aware)."""
+    """Threads for CPU inference: ``$RADAI_TORCH_THREADS`` when set, else the cores available to this
+    process (affinity-aware)."""
+    configured = os.environ.get(THREADS_ENV, "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:

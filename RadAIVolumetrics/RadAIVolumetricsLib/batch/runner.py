@@ -56,10 +56,11 @@ def default_cluster_size(cores: Optional[int] = None) -> tuple[int, int]:
 def start_local_client(workers: Optional[int] = None):
     """A ``distributed.Client`` on a new ``LocalCluster`` bound to loopback (no dashboard)."""
     from distributed import Client, LocalCluster
-    default_workers, torch_threads = default_cluster_size()
-    workers = workers or default_workers
+    workers = workers or default_cluster_size()[0]
     torch_threads = max(1, (os.cpu_count() or 1) // workers)
-    environment = {"OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads)}
+    from RadAISegmentLib.device import THREADS_ENV
+    environment = {"OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads),
+                   THREADS_ENV: str(torch_threads)}   # workers x threads = cores, never more
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, env=environment)
     return Client(cluster)
