@@ -82,3 +82,16 @@ def test_promptable_model_gets_a_seed_channel_and_zero_outside_its_box(sphere_fi
     assert not result.metadata["all_zero"] and result.metadata["predicted_voxels"] > 0
     uniform = saliency.saliency_mass_near(image.with_array(np.ones(mask.shape, np.float32)), mask, 4.0)
     assert saliency.saliency_mass_near(result.map, mask, 4.0) > 3 * uniform
+
+
+def test_promptable_model_without_box_explains_the_region_segmentation_uses(sphere_file):
+    """No --box-mm: the crop is the card's default_box_mm (what `radai segment` uses), not patch x spacing."""
+    _, image, _ = sphere_file
+    network = train_tiny_unet(in_channels=2, steps=5)
+    card = {**SPHERE_CARD, "id": "tiny-prompt", "task": "promptable-lesion",
+            "input": {"patch_size": [32, 32, 32], "normalisation": {"kind": "none"},
+                      "prompt": {"sigma_mm": 3.0, "default_box_mm": 24.0}}}
+    seed_ras = image.index_to_ras(np.array([28.0, 30.0, 20.0]))
+    result = saliency.explain(image, network, card, seed_ras=seed_ras, method="smoothgrad", n_samples=1)
+    assert result.metadata["crop_size_mm"] == pytest.approx([24.0] * 3)
+    assert result.metadata["working_spacing_mm"] == pytest.approx([24.0 / 32] * 3)

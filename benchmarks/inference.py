@@ -42,8 +42,8 @@ NETWORK_ARGS = dict(spatial_dims=3, in_channels=1, out_channels=105, init_filter
                     blocks_up=[1, 1, 1], dropout_prob=0.2)
 
 
-def make_ct(shape_ijk, spacing_mm, path: Path, seed: int = 0) -> None:
-    """CT-like volume: air, an elliptical body (fat/soft tissue), organs, spine, table."""
+def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0) -> None:
+    """CT-like volume and its labels: air 0, fat 1, soft tissue 2, liver 3, spleen 4, vertebra 5, table 6."""
     from RadAISegmentLib.image import Image
     from RadAISegmentLib.io import write_image
     rng = np.random.default_rng(seed)
@@ -51,35 +51,83 @@ def make_ct(shape_ijk, spacing_mm, path: Path, seed: int = 0) -> None:
     j, i = np.mgrid[0:nj, 0:ni].astype(np.float32)
     x, y = (i - ni / 2) * spacing_mm[0], (j - nj / 2) * spacing_mm[1]
     slice_ = np.full((nj, ni), -1000, np.int16)
-    slice_[(x / 170) ** 2 + (y / 120) ** 2 < 1] = -100
-    slice_[(x / 155) ** 2 + (y / 105) ** 2 < 1] = 40
-    slice_[((x + 60) / 70) ** 2 + ((y + 10) / 55) ** 2 < 1] = 60          # liver
-    slice_[((x - 70) / 35) ** 2 + ((y - 20) / 30) ** 2 < 1] = 50           # spleen
-    slice_[(x / 18) ** 2 + ((y - 70) / 18) ** 2 < 1] = 700                 # vertebra
-    slice_[(np.abs(y - 140) < 6) & (np.abs(x) < 200)] = 300                # table
+    labels = np.zeros((nj, ni), np.uint8)
+    for label, hu, region in (
+            (1, -100, (x / 170) ** 2 + (y / 120) ** 2 < 1),
+            (2, 40, (x / 155) ** 2 + (y / 105) ** 2 < 1),
+            (3, 60, ((x + 60) / 70) ** 2 + ((y + 10) / 55) ** 2 < 1),       # liver
+            (4, 50, ((x - 70) / 35) ** 2 + ((y - 20) / 30) ** 2 < 1),       # spleen
+            (5, 700, (x / 18) ** 2 + ((y - 70) / 18) ** 2 < 1),             # vertebra
+            (6, 300, (np.abs(y - 140) < 6) & (np.abs(x) < 200))):           # table
+        slice_[region], labels[region] = hu, label
     array = np.empty((nk, nj, ni), np.int16)
     for k in range(nk):
         array[k] = slice_ + rng.normal(0, 15, slice_.shape).astype(np.int16)
-    write_image(Image(array, spacing_mm, (0.0, 0.0, 0.0), np.eye(3), metadata={"modality": "CT"}), path)
+    grid = Image(array, spacing_mm, (0.0, 0.0, 0.0), np.eye(3), metadata={"modality": "CT"})
+    write_image(grid, path)
+    write_image(grid.with_array(np.broadcast_to(labels, array.shape).copy()), labels_path)
 
 
-def make_model(folder: Path) -> Path:
-    """A model folder (card + random SegResNet weights) as the wholeBody bundle describes it."""
+def make_model(folder: Path, ct_path: Path, labels_path: Path, train_steps: int) -> Path:
+    """A model folder (card + SegResNet weights) as the wholeBody bundle describes it, briefly trained.
+
+    Random weights leave the 105 logits nearly tied, so any change of window placement flips the
+    argmax and "agreement" measures noise. ``train_steps`` Adam steps of cross-entropy on 64³ crops of
+    this benchmark's own CT and labels (at the 1.5 mm and 3 mm model grids) make the network decisive
+    the way a trained model is, without claiming any anatomy. 0 keeps the random weights.
+    """
     import hashlib
     import torch
     from monai.networks.nets import SegResNet
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(SegResNet(**NETWORK_ARGS).state_dict(), folder / "model.pt")
-    card = {"id": "bench-wholebody", "title": "wholeBody SegResNet (random)", "task": "segmentation",
+    network = SegResNet(**NETWORK_ARGS)
+    card = {"id": "bench-wholebody", "title": "wholeBody SegResNet (benchmark weights)", "task": "segmentation",
             "modality": ["CT"], "labels": [{"label": c, "name": f"class {c}"} for c in range(1, 105)],
             "input": {"spacing_mm": [1.5, 1.5, 1.5], "channels": 1, "patch_size": [96, 96, 96],
                       "normalisation": [{"kind": "zscore", "nonzero": True}, {"kind": "scale_minmax", "minv": -1, "maxv": 1}]},
             "network": {"format": "state_dict", "name": "monai.networks.nets.SegResNet", "parameters": NETWORK_ARGS,
                         "orientation": "RAS", "overlap": 0.25},
-            "weights": {"file": "model.pt", "sha256": hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()}}
+            "weights": {"file": "model.pt", "sha256": ""}}
+    if train_steps > 0:
+        train_briefly(network, card, ct_path, labels_path, train_steps)
+    torch.save(network.state_dict(), folder / "model.pt")
+    card["weights"]["sha256"] = hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
     (folder / "card.json").write_text(json.dumps(card))
     return folder
+
+
+def train_briefly(network, card: dict, ct_path: Path, labels_path: Path, steps: int, crop: int = 64) -> None:
+    import SimpleITK as sitk
+    import torch
+    from types import SimpleNamespace
+    from RadAISegmentLib.inference import _resample, model_grid, normalise
+    from RadAISegmentLib.io import read_image, read_labelmap
+    image, labels = read_image(ct_path), read_labelmap(labels_path)
+    spec = SimpleNamespace(orientation="RAS", spacing_mm=tuple(card["input"]["spacing_mm"]), spatial_dims=3)
+    volumes = []
+    for fast in (False, True):
+        grid = model_grid(image, spec, fast)
+        ct = sitk.GetArrayFromImage(_resample(image, *grid, False, float(image.array.min())))
+        seg = sitk.GetArrayFromImage(_resample(labels, *grid, True, 0))
+        x = normalise(torch.from_numpy(ct.transpose(2, 1, 0).copy())[None], card["input"]["normalisation"])
+        volumes.append((x, torch.from_numpy(seg.transpose(2, 1, 0).astype(np.int64).copy())))
+    rng = np.random.default_rng(0)
+    optimiser = torch.optim.Adam(network.parameters(), lr=2e-3)
+    network.train()
+    for step in range(steps):
+        x, y = volumes[step % 2]
+        sizes = [min(crop, n // 8 * 8) for n in y.shape]                    # SegResNet needs multiples of 8
+        corner = [int(rng.integers(0, n - size + 1)) for n, size in zip(y.shape, sizes)]
+        window = tuple(slice(c, c + size) for c, size in zip(corner, sizes))
+        logits = network(x[(slice(None),) + window][None])
+        loss = torch.nn.functional.cross_entropy(logits, y[window][None])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step % 20 == 0 or step == steps - 1:
+            print(f"  benchmark network, step {step + 1}/{steps}: cross-entropy {loss.item():.3f}", file=sys.stderr)
+    network.eval()
 
 
 def child(kind: str, image_path: str, model_folder: str, spacing: float, out: str) -> None:
@@ -162,6 +210,8 @@ def main() -> None:
     parser.add_argument("--shape", default="512,512,300", help="volume size i,j,k (default: the issue's)")
     parser.add_argument("--spacing", default="0.78,0.78,1.5", help="input voxel size mm")
     parser.add_argument("--spacings", default="3", help="model spacings to test: 1.5 (model) and/or 3 (fast)")
+    parser.add_argument("--train-steps", type=int, default=150,
+                        help="brief training of the benchmark network (0 = random weights)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
@@ -169,8 +219,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="radai-bench-") as tmp:
         tmp = Path(tmp)
-        make_ct(shape, spacing, tmp / "ct.nrrd")
-        model = make_model(tmp / "model")
+        make_ct(shape, spacing, tmp / "ct.nrrd", tmp / "labels.nrrd")
+        model = make_model(tmp / "model", tmp / "ct.nrrd", tmp / "labels.nrrd", args.train_steps)
         body = None
         for model_spacing in (float(s) for s in args.spacings.split(",")):
             runs = {kind: measure(kind, tmp / "ct.nrrd", model, model_spacing, tmp / f"{kind}.npy")

@@ -126,7 +126,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
         label: label value or name (default: the card's first label).
         seed_ras: a point (RAS mm) to centre the crop on; required for promptable-lesion models.
             Without it the crop is the bounding box of the label predicted by a no-grad pass.
-        box_mm: crop edge length(s) in mm (default: patch size x spacing).
+        box_mm: crop edge length(s) in mm (default: a promptable model's ``default_box_mm``, as
+            segmentation uses; otherwise patch size x spacing).
         method: ``gradcam``, ``gradcampp`` or ``smoothgrad``; TorchScript models always use
             ``smoothgrad`` (no layer hooks), recorded in the metadata.
         layer: Grad-CAM layer name (default: the bottleneck, :func:`cam.find_target_layer`).
@@ -152,13 +153,15 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     if facts.promptable and seed_lps is None:
         raise InputError(f"Model {facts.model_id!r} is promptable: give a seed point (--seed R,A,S) inside the lesion.")
 
+    prompt = ((card.get("input") or {}).get("prompt") or {}) if isinstance(card, dict) else {}
+    if facts.promptable and box_mm is None and prompt.get("default_box_mm"):
+        box_mm = float(prompt["default_box_mm"])    # the same region segmentation uses by default
     if seed_lps is not None:
         size_mm = (np.full(3, float(box_mm)) if np.isscalar(box_mm) else np.asarray(box_mm, float)) if box_mm is not None \
             else patch[::-1] * np.asarray(facts.spacing_mm or image.spacing_mm)
         spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
         use_lesion_crop = facts.promptable and facts.normalisation.get("kind") != "none"
-        ct_normalisation = ((card.get("input") or {}).get("prompt") or {}).get("ct_normalisation", "window") \
-            if isinstance(card, dict) else "window"
+        ct_normalisation = prompt.get("ct_normalisation", "window")
         grid, inputs = (_lesion_preprocessing(image, seed_ras, size_mm, patch, ct_normalisation) if use_lesion_crop
                         else (None, None))
         if grid is None:
