@@ -126,3 +126,25 @@ def test_existing_node_is_reused_and_reference_defaults_to_segmentation_geometry
     back = mrml.labelmap_from_segmentation_node(node)  # grid from the reference volume's geometry
     assert back.same_grid(ct, tolerance=1e-6)
     assert np.array_equal(back.array, liver_only.array)
+
+
+def test_segments_without_codes_get_no_terminology_tag(slicer_scene):
+    """Slicer's DeserializeTerminologyEntry rejects empty codes ("Invalid type component"): a segment
+    without category/type keeps Slicer's own default entry instead of one with empty codes; a coded
+    segment carries its codes."""
+    import numpy as np
+    import vtk
+    from RadAISegmentLib.mrml import TERMINOLOGY_TAG, parse_terminology_entry, segmentation_node_from_labelmap
+    array = np.zeros((6, 6, 6), np.uint8)
+    array[1:3, 1:3, 1:3], array[3:5, 3:5, 3:5] = 1, 5
+    labelmap = Image(array, (1.0, 1.0, 1.0), segments=(SegmentInfo(1, "uncoded"), LIVER))
+    node = segmentation_node_from_labelmap(labelmap, "codes", scene=slicer_scene)
+    tags = {}
+    for index in range(node.GetSegmentation().GetNumberOfSegments()):
+        segment = node.GetSegmentation().GetNthSegment(index)
+        value = vtk.reference("")
+        tags[segment.GetName()] = str(value) if segment.GetTag(TERMINOLOGY_TAG, value) else None
+    for name, tag in tags.items():
+        category, segment_type = parse_terminology_entry(tag)
+        assert category is not None and segment_type is not None, (name, tag)   # no empty code in the entry
+    assert parse_terminology_entry(tags["Liver"])[1].value == "10200004"

@@ -168,7 +168,8 @@ def segmentation_node_from_labelmap(labelmap: Image, name: str, reference_volume
             segment.SetName(info.name)
             segment.SetColor(*[float(c) for c in info.color_rgb])
             segment.SetTag(LABEL_VALUE_TAG, str(int(value)))
-            segment.SetTag(TERMINOLOGY_TAG, terminology_entry(info))
+            if info.category is not None and info.type is not None:   # Slicer rejects an entry with empty codes
+                segment.SetTag(TERMINOLOGY_TAG, terminology_entry(info))
     finally:
         scene.RemoveNode(mask_node)
     return node
