@@ -97,3 +97,19 @@ def test_parse_ras_point_is_the_one_seed_parser():
     for bad in ("1,2", "a,b,c", "1,2,nan", "1,2,3,4"):
         with pytest.raises(InputError, match="R,A,S"):
             parse_ras_point(bad)
+
+
+def test_nan_voxels_survive_nrrd_and_are_refused_for_nifti(tmp_path):
+    """ITK's NIfTI writer turns NaN into 0 silently: refused with a clear error, nothing written;
+    NRRD keeps them."""
+    from RadAISegmentLib.errors import InputError
+    from RadAISegmentLib.image import Image
+    from RadAISegmentLib.io import read_image, write_image
+    array = np.zeros((4, 5, 6), np.float32)
+    array[1, 2, 3] = np.nan
+    image = Image(array, (1.0, 1.0, 2.0))
+    with pytest.raises(InputError, match="NaN"):
+        write_image(image, tmp_path / "map.nii.gz")
+    assert not (tmp_path / "map.nii.gz").exists()
+    write_image(image, tmp_path / "map.nrrd")
+    assert np.isnan(read_image(tmp_path / "map.nrrd").array).sum() == 1

@@ -132,6 +132,9 @@ def write_image(image: Image, path: str | os.PathLike, compress: bool = True) ->
         return write_segmentation_nrrd(image, path)
     if suffix not in IMAGE_SUFFIXES or suffix == ".nhdr":
         raise InputError(f"Unsupported output format '{suffix}' for {path.name}; use .nii.gz, .nrrd, .seg.nrrd or .mha.")
+    if suffix in (".nii", ".nii.gz") and np.issubdtype(image.array.dtype, np.floating) and np.isnan(image.array).any():
+        raise InputError(f"{path.name}: the image holds NaN voxels, which ITK's NIfTI writer turns into 0 "
+                         "without warning; write .nrrd or .mha to keep them, or replace them first.")
     with atomic_path(path) as tmp:
         sitk.WriteImage(to_sitk(image), str(tmp), useCompression=compress)
     return path
