@@ -180,3 +180,20 @@ def test_dicom_seg_frames_land_on_source_slices(ct, ct_dir, shared_data, tmp_pat
         sop_to_k[uid] = k
         assert np.array_equal(frame.astype(bool), on_ct[k] == (5 if number == 1 else 6)), (number, k)
     assert len(set(sop_to_k.values())) == 20
+
+
+def test_bare_datasets_without_preamble_or_suffix_are_read(ct, ct_dir, tmp_path):
+    """Files written without the 128-byte preamble and "DICM" and named like ``IM0001`` (older scanners,
+    PACS exports) are DICOM; a README beside them is not."""
+    for number, source in enumerate(sorted(ct_dir.iterdir())):
+        data = pydicom.dcmread(source)
+        if data.file_meta.TransferSyntaxUID.is_compressed:
+            data.decompress()
+        data.file_meta = pydicom.dataset.FileMetaDataset()
+        data.preamble = None
+        pydicom.dcmwrite(tmp_path / f"IM{number:04d}", data, implicit_vr=True, little_endian=True,
+                         enforce_file_format=False)
+    (tmp_path / "README").write_text("Exported from PACS\n")
+    assert (tmp_path / "IM0000").read_bytes()[128:132] != b"DICM"
+    bare = io.read_image(tmp_path)
+    assert np.array_equal(bare.array, ct.array) and bare.same_grid(ct)

@@ -76,10 +76,21 @@ def _has_dicom_preamble(path: Path) -> bool:
         return False
 
 
+def _bare_dataset_header(path: Path) -> Optional[pydicom.Dataset]:
+    """Header of a DICOM file written without the 128-byte preamble and "DICM" (older scanners and
+    PACS exports, often with bare names like ``IM0001``): read only if it parses as an image with a
+    series UID, else None (a README or any other file is not DICOM)."""
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=True)
+        return dataset if "SeriesInstanceUID" in dataset and "SOPClassUID" in dataset else None
+    except Exception:  # noqa: BLE001 - whatever the parser makes of a non-DICOM file, it is not DICOM
+        return None
+
+
 def _read_header(path: Path) -> Optional[pydicom.Dataset]:
     """Header of a DICOM file; None for non-DICOM files; DicomError for corrupt DICOM."""
     if not _has_dicom_preamble(path) and path.suffix.lower() not in (".dcm", ".ima"):
-        return None
+        return _bare_dataset_header(path) if not path.suffix else None
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError) as error:
@@ -197,7 +208,11 @@ def _metadata(first, series_files: list[Path], warnings: list[str]) -> dict:
 
 def _read_full(path: Path):
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path, force=not _has_dicom_preamble(path))   # header already checked
+        if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):    # bare dataset: as it was read
+            dataset.file_meta = pydicom.dataset.FileMetaDataset()
+            dataset.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if dataset.original_encoding[0]
+                                                   else pydicom.uid.ExplicitVRLittleEndian)
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for corrupt data
         raise DicomError(f"Corrupt DICOM file {path}: cannot decode its pixels "
