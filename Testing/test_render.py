@@ -84,12 +84,12 @@ def test_3d_render_of_heat_blob_puts_heat_at_its_projection(slicer_scene, tmp_pa
 
 
 def test_render_slice_and_side_by_side(liver_case, tmp_path):
-    from RadAISegmentLib import render
+    from RadAISegmentLib import render_slices
     ct, liver = liver_case
     heat = ct.with_array(np.zeros(ct.array.shape, np.float32))
     k, j, i = (int(v) for v in np.argwhere(liver.array).mean(axis=0))
     heat.array[k, max(j - 3, 0):j + 4, max(i - 3, 0):i + 4] = 1.0
-    out = render.render_slice(ct, tmp_path / "axial.png", labelmap=liver, overlay=heat, axis="axial", index=k,
+    out = render_slices.render_slice(ct, tmp_path / "axial.png", labelmap=liver, overlay=heat, axis="axial", index=k,
                               window=(40, 400))
     rgb = read_rgb(tmp_path / "axial.png")
     assert rgb.shape == out.shape and rgb.std() > 0.05
@@ -97,7 +97,7 @@ def test_render_slice_and_side_by_side(liver_case, tmp_path):
     # Radiological convention: liver (patient right) on the image's left half.
     green_columns = np.nonzero(greenish(rgb))[1]
     assert np.median(green_columns) < rgb.shape[1] / 2
-    render.render_side_by_side(tmp_path / "axial.png", tmp_path / "axial.png", tmp_path / "pair.png", gap_px=8)
+    render_slices.render_side_by_side(tmp_path / "axial.png", tmp_path / "axial.png", tmp_path / "pair.png", gap_px=8)
     pair = read_rgb(tmp_path / "pair.png")
     assert pair.shape == (rgb.shape[0], 2 * rgb.shape[1] + 8, 3)
     assert np.allclose(pair[:, -rgb.shape[1]:], rgb, atol=1 / 255)

@@ -48,7 +48,7 @@ def measurement_picture(logic_module, scene, out_png: Path) -> Path:
     from RadAISegmentLib.image import SegmentInfo
     from RadAISegmentLib.io import read_image, read_labelmap
     from RadAISegmentLib.mrml import segmentation_node_from_labelmap, volume_node_from_image
-    from RadAISegmentLib.render import display_index_of_ras, render_slice
+    from RadAISegmentLib.render_slices import display_index_of_ras, render_slice
     from RadAISegmentLib.sample_data import sample_case
     from RadAIVolumetricsLib.mrml import rows_from_table_node
     case = sample_case("lung-tumour")

@@ -65,7 +65,7 @@ def write_png(image, result, path: Path) -> Path:
     maximum-intensity projection (labelled as such) beside the axial slice."""
     focus = _focus_ras(image, result)
     try:
-        from .. import render
+        from .. import render, render_slices
         render_case_pngs = render.render_case_pngs
     except (ImportError, AttributeError, RuntimeError, OSError):  # no VTK/EGL here
         render_case_pngs = None
@@ -73,7 +73,7 @@ def write_png(image, result, path: Path) -> Path:
         import tempfile
         with tempfile.TemporaryDirectory() as folder:
             panels = render_case_pngs(image, result.labelmap, Path(folder), saliency=result.map, focus_ras=focus)
-            render.render_side_by_side(panels[0][0], panels[1][0], path)  # 3D view | axial slice
+            render_slices.render_side_by_side(panels[0][0], panels[1][0], path)  # 3D view | axial slice
             return path
     return _matplotlib_png(image, result, focus, path)
 
