@@ -279,7 +279,7 @@ def test_volumetrics_validate_identical_nodes(volumetrics_module, abdomen_nodes,
 
 def test_volumetrics_ejection_fraction_cardiac_phantom(volumetrics_module, slicer_scene):
     from RadAISegmentLib.mrml import segmentation_node_from_labelmap, volume_node_from_image
-    from RadAISegmentLib.phantoms import cardiac_cine_phantom
+    from RadAISegmentLib.phantoms_cardiac import cardiac_cine_phantom
     images, labelmaps, truth = cardiac_cine_phantom(n_phases=8, shape_ijk=(64, 64, 40), spacing_mm=(2.0, 2.0, 3.0))
     nodes = []
     for phase in ("ed_index", "es_index"):

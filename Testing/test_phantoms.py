@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from RadAISegmentLib import geometry, phantoms
+from RadAISegmentLib import geometry, phantoms, phantoms_cardiac
 from RadAISegmentLib.errors import GeometryError
 from RadAISegmentLib.image import Image
 
@@ -22,7 +22,7 @@ def abdomen_rotated():
 
 @pytest.fixture(scope="module")
 def cine():
-    return phantoms.cardiac_cine_phantom(n_phases=12, heart_rate_bpm=72, edv_ml=140.0, esv_ml=60.0)
+    return phantoms_cardiac.cardiac_cine_phantom(n_phases=12, heart_rate_bpm=72, edv_ml=140.0, esv_ml=60.0)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_cardiac_volumes_ef_and_phases(cine):
 
 def test_cardiac_rejects_impossible_volumes():
     with pytest.raises(GeometryError):
-        phantoms.cardiac_cine_phantom(edv_ml=50.0, esv_ml=60.0)
+        phantoms_cardiac.cardiac_cine_phantom(edv_ml=50.0, esv_ml=60.0)
 
 
 def test_followup_lesions_move_by_the_stated_transform(followup):

@@ -10,7 +10,7 @@ import pytest
 
 from RadAISegmentLib.image import Image, SegmentInfo
 from RadAISegmentLib.io import write_image
-from RadAISegmentLib.phantoms import cardiac_cine_phantom
+from RadAISegmentLib.phantoms_cardiac import cardiac_cine_phantom
 from RadAIVolumetricsLib.cardiac import (ejection_fraction_from_pair, ejection_fraction_from_sequence,
                                          fractional_change, plot_volume_curve)
 

@@ -28,7 +28,7 @@ def _sequence_of_segmentations(scene, labelmaps, images, name):
 
 
 def test_ejection_fraction_from_sequence_node_with_volume_curve_chart(volumetrics_module, slicer_scene):
-    from RadAISegmentLib.phantoms import cardiac_cine_phantom
+    from RadAISegmentLib.phantoms_cardiac import cardiac_cine_phantom
     from RadAIVolumetricsLib.cardiac import label_volume_ml
     from RadAIVolumetricsLib.mrml import rows_from_table_node
     images, labelmaps, truth = cardiac_cine_phantom(n_phases=8, shape_ijk=(64, 64, 40), spacing_mm=(2.0, 2.0, 3.0))
@@ -49,7 +49,7 @@ def test_ejection_fraction_from_sequence_node_with_volume_curve_chart(volumetric
 def test_sequence_of_volumes_is_refused_with_a_clear_error(volumetrics_module, slicer_scene):
     from RadAISegmentLib.errors import InputError
     from RadAISegmentLib.mrml import volume_node_from_image
-    from RadAISegmentLib.phantoms import cardiac_cine_phantom
+    from RadAISegmentLib.phantoms_cardiac import cardiac_cine_phantom
     images, _, _ = cardiac_cine_phantom(n_phases=3, shape_ijk=(64, 64, 40), spacing_mm=(2.0, 2.0, 3.0))
     sequence = slicer_scene.AddNewNodeByClass("vtkMRMLSequenceNode", "volumes only")
     for phase, image in enumerate(images):

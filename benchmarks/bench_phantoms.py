@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "RadAISegment"))
 
-from RadAISegmentLib import phantoms  # noqa: E402
+from RadAISegmentLib import phantoms, phantoms_cardiac  # noqa: E402
 
 
 def _timed(function, *args, repeats: int = 3, **kwargs) -> float:
@@ -64,7 +64,7 @@ def main() -> None:
     results = {
         "abdominal_ct_phantom_s": _timed(phantoms.abdominal_ct_phantom),
         "abdominal_ct_phantom_rotated_s": _timed(phantoms.abdominal_ct_phantom, rotated=True),
-        "cardiac_cine_phantom_20_phases_s": _timed(phantoms.cardiac_cine_phantom),
+        "cardiac_cine_phantom_20_phases_s": _timed(phantoms_cardiac.cardiac_cine_phantom),
         "followup_pair_phantom_s": _timed(phantoms.followup_pair_phantom),
         **accuracy(),
     }

@@ -115,7 +115,7 @@ def step_organs(ctx: DemoContext) -> None:
 
 
 def step_cardiac(ctx: DemoContext) -> None:
-    from RadAISegmentLib.phantoms import cardiac_cine_phantom
+    from RadAISegmentLib.phantoms_cardiac import cardiac_cine_phantom
     from .cardiac import ejection_fraction_from_sequence, plot_volume_curve
 
     ctx.say("cardiac: ejection fraction of the cine phantom")
