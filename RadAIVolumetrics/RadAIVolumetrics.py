@@ -250,15 +250,8 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def tableAsText(tableNode, separator: str = "\t") -> str:
         """The table as delimited text (quoted where a value holds the separator, e.g. "kidney, left")."""
-        import csv
-        import io
-        table = tableNode.GetTable()
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=separator, lineterminator="\n")
-        writer.writerow([table.GetColumnName(c) for c in range(table.GetNumberOfColumns())])
-        for r in range(table.GetNumberOfRows()):
-            writer.writerow([table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())])
-        return buffer.getvalue()
+        from RadAIVolumetricsLib.mrml import table_as_text
+        return table_as_text(tableNode, separator)
 
     # -- Cardiac tab ----------------------------------------------------------------------------
     def ejectionFraction(self, edSegmentationNode, esSegmentationNode, bloodPoolLabel="LV blood pool",

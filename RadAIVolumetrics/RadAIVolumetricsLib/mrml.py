@@ -74,6 +74,20 @@ def rows_from_table_node(node) -> list[dict]:
     return rows
 
 
+def table_as_text(node, separator: str = "\t") -> str:
+    """A table node as delimited text: header = column names, one line per row, values quoted where
+    they hold the separator (e.g. "kidney, left"); for CSV export and the clipboard."""
+    import csv
+    import io
+    table = node.GetTable()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=separator, lineterminator="\n")
+    writer.writerow([table.GetColumnName(c) for c in range(table.GetNumberOfColumns())])
+    for r in range(table.GetNumberOfRows()):
+        writer.writerow([table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())])
+    return buffer.getvalue()
+
+
 def line_markup(p1_ras: Sequence[float], p2_ras: Sequence[float], name: str, scene=None,
                 color_rgb: Optional[Sequence[float]] = None):
     """A ``vtkMRMLMarkupsLineNode`` between two RAS points (mm), e.g. a RECIST long or short axis."""
