@@ -150,3 +150,16 @@ def test_largest_component_keeps_one_blob_per_label():
     labels[0, 19, 19] = 2
     out = largest_components(labels)
     assert np.count_nonzero(out == 1) == 100 and np.count_nonzero(out == 2) == 1
+
+
+def test_small_gpu_is_reported_with_a_warning(monkeypatch):
+    """A GPU with little free memory is named, with its memory and a warning saying what to do."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (2048 * 2**20, 8192 * 2**20))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tiny GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (7, 5))
+    info = describe_device("cuda")
+    assert info["gpu"] == "Tiny GPU" and info["free_memory_mb"] == 2048 and info["total_memory_mb"] == 8192
+    assert "2048 MB" in info["warning"] and "fast mode" in info["warning"]
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (12000 * 2**20, 16000 * 2**20))
+    assert describe_device("cuda")["warning"] is None

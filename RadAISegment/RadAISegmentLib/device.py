@@ -76,6 +76,7 @@ def describe_device(device: str = "auto") -> dict:
         free, total = torch.cuda.mem_get_info(index)
         info.update(gpu=torch.cuda.get_device_name(index), cuda_capability=list(torch.cuda.get_device_capability(index)),
                     free_memory_mb=round(free / 2**20), total_memory_mb=round(total / 2**20))
+        info["warning"] = gpu_memory_warning(info["free_memory_mb"])
     else:
         try:
             pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -84,6 +85,20 @@ def describe_device(device: str = "auto") -> dict:
             info["free_memory_mb"] = None
         info["cuda_capability"] = None
     return info
+
+
+#: Free GPU memory (MB) below which full-resolution whole-body models (96³ windows of a 105-class
+#: SegResNet, about 3 GB in mixed precision) are likely to run out of memory.
+MIN_GPU_FREE_MB = 4096
+
+
+def gpu_memory_warning(free_memory_mb: Optional[float]) -> Optional[str]:
+    """A user-facing warning when the GPU is too small for full-resolution organ models, else None."""
+    if free_memory_mb is None or free_memory_mb >= MIN_GPU_FREE_MB:
+        return None
+    return (f"Only {free_memory_mb:.0f} MB of GPU memory is free; full-resolution organ models need about "
+            f"{MIN_GPU_FREE_MB} MB. Use fast mode, close other GPU programs, or run on the CPU "
+            "(inference falls back to the CPU if the GPU runs out of memory).")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
