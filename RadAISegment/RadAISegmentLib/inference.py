@@ -285,22 +285,15 @@ def check_seed(image: Image, seed_ras: Sequence[float]) -> None:
 def run_lesion_model(image: Image, model: LoadedModel, seeds_ras: Optional[list], box_mm: Optional[float],
                      device: str = "auto", progress: Optional[ProgressCallback] = None,
                      cancel: Optional[CancelToken] = None) -> Image:
-    """Segment one lesion per seed with the promptable lesion model; labels 1..n on the input grid."""
+    """Segment one lesion per seed with the promptable lesion model, all crops in one batch; labels 1..n
+    on the input grid (where two lesions overlap, the earlier seed keeps the voxel)."""
     if not seeds_ras:
         raise InputError(f"Model '{model.card.id}' is promptable: give a seed point with --seed R,A,S (RAS mm).")
     for seed in seeds_ras:
         check_seed(image, seed)
     try:
-        from .lesion.predict import segment_lesion
+        from .lesion.predict import segment_lesions
     except ImportError as error:
         raise ModelError(f"The lesion model's predictor (RadAISegmentLib.lesion.predict) is not available: "
                          f"{error}.") from error
-    result = np.zeros(image.array.shape, dtype=np.uint8)
-    for index, seed in enumerate(seeds_ras, start=1):
-        lesion = segment_lesion(image, tuple(seed), box_mm, model, device, progress, cancel)
-        result[np.asarray(lesion.array) > 0] = index
-    from .image import SegmentInfo
-    base = model.segments[0] if model.segments else SegmentInfo(1, "Lesion")
-    segments = tuple(SegmentInfo(i, base.name if len(seeds_ras) == 1 else f"{base.name} {i}", base.color_rgb,
-                                 base.category, base.type) for i in range(1, len(seeds_ras) + 1))
-    return image.with_array(result, segments=segments)
+    return segment_lesions(image, [tuple(seed) for seed in seeds_ras], box_mm, model, device, progress, cancel)

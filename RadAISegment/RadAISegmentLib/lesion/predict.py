@@ -30,15 +30,6 @@ def component_at_seed(mask: np.ndarray, seed_index_kji: np.ndarray) -> np.ndarra
     return components == label
 
 
-def predict_probability(network: torch.nn.Module, tensor: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Sigmoid probability on the crop grid, averaged with the left-right flipped input (test-time flip)."""
-    network.eval()
-    with torch.no_grad():
-        batch = torch.from_numpy(np.stack([tensor, np.flip(tensor, axis=3).copy()])).to(device)
-        probability = torch.sigmoid(network(batch)).cpu().numpy()[:, 0]
-    return (probability[0] + np.flip(probability[1], axis=2)) / 2.0
-
-
 def load_lesion_model(model_dir, device: str = "cpu"):
     """Load a lesion model folder (``card.json`` + state dict ``model.pt``, SHA-256 checked,
     ``torch.load(weights_only=True)``) through the generic loader :func:`models.loaders.load_model_folder`."""
@@ -101,7 +92,7 @@ def segment_lesions(image: Image, seeds_ras: Sequence[Sequence[float]], box_mm: 
         result[mask & (result == 0)] = number
         if progress:
             progress(0.2 + 0.8 * number / len(crops), f"lesion {number}/{len(crops)} done")
-    base = LESION_SEGMENT
+    base = model.segments[0] if getattr(model, "segments", None) else LESION_SEGMENT   # the card's name and colour
     segments = [SegmentInfo(n, base.name if len(crops) == 1 else f"{base.name} {n}", base.color_rgb, base.category,
                             base.type) for n in range(1, len(crops) + 1)]
     return image.with_array(result, segments=segments)
@@ -112,26 +103,6 @@ def segment_lesion(image: Image, seed_ras: Sequence[float], box_mm: Optional[flo
     """uint8 labelmap on the input grid: 1 inside the lesion at ``seed_ras`` (RAS mm), 0 elsewhere.
 
     ``model`` is a loaded model (``.network`` a torch module; ``.card``), ``box_mm`` the edge of the
-    region around the seed (default from the card, 64 mm).
+    region around the seed (default from the card, 64 mm). One seed of :func:`segment_lesions`.
     """
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    network = getattr(model, "network", model)
-    prompt = {}
-    card = getattr(model, "card", None)
-    if card is not None and hasattr(card, "as_dict"):
-        prompt = card.as_dict().get("input", {}).get("prompt", {})
-    crop = crop_around_seed(image, seed_ras, box_mm or prompt.get("default_box_mm"), prompt.get("grid", DEFAULT_GRID),
-                            prompt.get("ct_normalisation", "window"))
-    if progress:
-        progress(0.3, "lesion: running the network")
-    device = "cpu" if device in ("auto", None) or not torch.cuda.is_available() else device
-    probability = predict_probability(network.to(device), crop.tensor, device)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    mask = paste_back(probability, crop, image)
-    if mask.any():
-        mask = component_at_seed(mask, image.ras_to_index(np.asarray(seed_ras, float))[::-1])
-    if progress:
-        progress(1.0, "lesion: done")
-    return image.with_array(mask.astype(np.uint8), segments=[LESION_SEGMENT])
+    return segment_lesions(image, [seed_ras], box_mm, model, device, progress, cancel)
