@@ -1,4 +1,4 @@
-"""Regenerate the README pictures of the RadAI Volumetrics module from a real MRML scene, offscreen.
+"""Regenerate the README pictures of the RadAI modules from a real MRML scene, offscreen.
 
     .venv/bin/python docs/screenshots.py [--out docs/images]
 
@@ -143,6 +143,30 @@ def longitudinal_picture(logic_module, scene, out_png: Path) -> Path:
     return save_figure(figure, out_png)
 
 
+def segment_picture(segment_module, scene, out_png: Path) -> Path:
+    """Lung tumour: one seed, Apply (lesion-roi) and Explain, as the RadAISegment buttons do; the CT
+    volume rendering, the Lesion surface and the Grad-CAM cloud seen from the patient's left."""
+    import numpy as np
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    from RadAISegmentLib.render import render_scene_3d
+    from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
+    seed_ras, box_mm, _ = case_prompt(load_sample_labelmap("lung-tumour"))
+    logic = segment_module.RadAISegmentLogic()
+    volume = logic.loadVolume(str(sample_case("lung-tumour")["image"]), "lung")
+    seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesion seeds")
+    seeds.AddControlPointWorld(*[float(v) for v in seed_ras])
+    parameters = logic.getParameterNode()
+    parameters.inputVolume, parameters.seedPoints, parameters.modelId = volume, seeds, "lesion-roi"
+    parameters.device, parameters.boxSizeMm = "cpu", float(np.round(box_mm))
+    job = logic.startSegmentation(parameters)
+    if not job.wait(300):
+        raise RuntimeError("lesion-roi did not finish within 5 minutes")
+    segmentation = logic.finishSegmentation(job, parameters)
+    saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed_ras, opacity=0.6)
+    render_scene_3d([volume, segmentation, saliency], out_png, size=(480, 600), camera="left")
+    return out_png
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "images"))
@@ -150,6 +174,8 @@ def main(argv=None) -> int:
     slicer = start_headless_slicer()
     module = load_module_file("RadAIVolumetrics/RadAIVolumetrics.py", "_radai_volumetrics_screenshots")
     out = Path(args.out)
+    segment = load_module_file("RadAISegment/RadAISegment.py", "_radai_segment_screenshots")
+    print(segment_picture(segment, slicer.mrmlScene, out / "segment-3d.png"))
     print(measurement_picture(module, slicer.mrmlScene, out / "volumetrics-measure.png"))
     print(longitudinal_picture(module, slicer.mrmlScene, out / "volumetrics-longitudinal.png"))
     return 0
