@@ -186,7 +186,8 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if p.explain:
                     seeds = self.logic.seedPointsRAS(p)
                     self.logic.explainSegmentation(p.inputVolume, p.modelId, seeds[0] if seeds else None,
-                                                   p.saliencyOpacity, p.saliencyLabel or None)
+                                                   p.saliencyOpacity, p.saliencyLabel or None,
+                                                   boxMm=p.boxSizeMm or None)
         self._updateState()
 
 
@@ -306,10 +307,11 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
 
     # -- saliency -------------------------------------------------------------------------
     def explainSegmentation(self, volumeNode, modelId: str, seedRAS=None, opacity: float = 0.6, label=None,
-                            threshold: float = 0.3):
+                            threshold: float = 0.3, boxMm=None):
         """Grad-CAM saliency of ``modelId`` on ``volumeNode`` as a new heat-coloured volume node.
 
         seedRAS: (R, A, S) mm point the crop is centred on (required by promptable lesion models).
+        boxMm: edge of the region around the seed (mm), the one segmentation used (default: the card's).
         The map (0..1, on the input grid) is shown as the slice foreground at ``opacity`` and
         volume-rendered in 3D above ``threshold``. The input volume is not modified.
         """
@@ -318,7 +320,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         from RadAISegmentLib.saliency import explain_image
         image = image_from_volume_node(volumeNode)
         seed = tuple(float(v) for v in seedRAS) if seedRAS is not None else None
-        result = explain_image(image, modelId, label=label or None, seed_ras=seed)
+        result = explain_image(image, modelId, label=label or None, seed_ras=seed, box_mm=boxMm or None)
         node = saliency_volume_node(result.map, f"{volumeNode.GetName()} {modelId} saliency",
                                     scene=volumeNode.GetScene(), threshold=threshold, opacity=opacity)
         setup_saliency_volume_rendering(node, threshold=threshold, max_opacity=opacity)
@@ -332,8 +334,9 @@ class RadAISegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
-        self.setUp()
-        self.test_load_and_describe()
+        for test in (self.test_load_and_describe, self.test_segment_measure_explain_render):
+            self.setUp()
+            test()
 
     def test_load_and_describe(self):
         from RadAISegmentLib.sample_data import sample_case
@@ -342,3 +345,37 @@ class RadAISegmentTest(ScriptedLoadableModuleTest):
         summary = logic.geometrySummary(node)
         self.assertIn("voxels", summary)
         self.delayDisplay("RadAISegment load test passed")
+
+    def test_segment_measure_explain_render(self):
+        """Bundled lung tumour: a seed at the tumour -> lesion-roi (CPU) -> volume -> Grad-CAM -> PNG."""
+        import tempfile
+
+        import numpy as np
+        from RadAISegmentLib.lesion.evaluate import case_prompt
+        from RadAISegmentLib.mrml import labelmap_from_segmentation_node
+        from RadAISegmentLib.render import render_scene_3d
+        from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
+        from RadAIVolumetricsLib.measurements import measure_segments
+        reference = load_sample_labelmap("lung-tumour")
+        seed, box_mm, _ = case_prompt(reference)
+        logic = RadAISegmentLogic()
+        volume = logic.loadVolume(sample_case("lung-tumour")["image"], "lung")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+        seeds.AddControlPointWorld(*[float(v) for v in seed])
+        parameters = logic.getParameterNode()
+        parameters.inputVolume, parameters.seedPoints, parameters.modelId = volume, seeds, "lesion-roi"
+        parameters.device, parameters.boxSizeMm = "cpu", box_mm
+        job = logic.startSegmentation(parameters)
+        self.assertTrue(job.wait(300), "segmentation did not finish within 5 minutes")
+        segmentation = logic.finishSegmentation(job, parameters)
+        rows = measure_segments(labelmap_from_segmentation_node(segmentation, reference))
+        reference_ml = np.count_nonzero(reference.array) * reference.voxel_volume_mm3 / 1000.0
+        self.assertEqual(len(rows), 1)
+        self.assertGreater(rows[0]["volume_ml"], 0.3 * reference_ml)
+        self.assertLess(rows[0]["volume_ml"], 3.0 * reference_ml)
+        saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed, boxMm=box_mm)
+        self.assertGreater(slicer.util.arrayFromVolume(saliency).max(), 0.3)
+        with tempfile.TemporaryDirectory() as folder:
+            render = render_scene_3d([volume, segmentation, saliency], os.path.join(folder, "view.png"), size=(320, 240))
+            self.assertTrue(os.path.getsize(render.path) > 1000)
+        self.delayDisplay("RadAISegment segment-measure-explain-render test passed")
