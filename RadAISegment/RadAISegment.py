@@ -102,6 +102,10 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = RadAISegmentLogic()
         self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
         self.ui.modelComboBox.addItems(self.logic.availableModelIds())
+        self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
+        self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
+        self.ui.modelCacheLabel.text = self.logic.modelCacheFolder()
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -155,6 +159,32 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.geometryLabel.text = self.logic.geometrySummary(volume) if volume else "Select a volume."
         self.ui.applyButton.enabled = bool(volume) and self._job is None
         self.ui.cancelButton.enabled = self._job is not None
+
+    def onModelChanged(self, modelId: str) -> None:
+        with slicer.util.tryWithErrorDisplay("Cannot read the model card."):
+            self.ui.modelCardLabel.text = self.logic.modelCardSummary(modelId) if modelId else ""
+
+    def _refreshModels(self, select: str = "") -> None:
+        self.ui.modelComboBox.clear()
+        self.ui.modelComboBox.addItems(self.logic.availableModelIds())
+        if select:
+            self.ui.modelComboBox.currentText = select
+
+    def onInstallModel(self) -> None:
+        import qt
+        path = qt.QFileDialog.getOpenFileName(None, "Install a model (zip)", "", "Model archive (*.zip)")
+        if not path:
+            path = qt.QFileDialog.getExistingDirectory(None, "Or install a model folder")
+        if path:
+            with slicer.util.tryWithErrorDisplay("Model installation failed; nothing was installed.", waitCursor=True):
+                self._refreshModels(select=self.logic.installModel(path))
+
+    def onRemoveModel(self) -> None:
+        modelId = self.ui.modelComboBox.currentText
+        if modelId and slicer.util.confirmYesNoDisplay(f"Remove model '{modelId}' from {self.logic.modelCacheFolder()}?"):
+            with slicer.util.tryWithErrorDisplay("Model removal failed."):
+                self.logic.removeModel(modelId)
+                self._refreshModels()
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("RadAI segmentation failed to start.", waitCursor=True):
@@ -234,6 +264,30 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         ids = sorted({card.id for card in list_models()})
         return sorted(ids, key=lambda model_id: model_id != "lesion-roi")
 
+    @staticmethod
+    def modelCacheFolder() -> str:
+        """Where installed models live (``$RADAI_MODELS_DIR`` or the per-user cache)."""
+        from RadAISegmentLib.models.cache import models_dir
+        return str(models_dir())
+
+    @staticmethod
+    def installModel(path: str) -> str:
+        """Install a model zip or folder offline (SHA-256 verified; nothing installed on error); returns its id."""
+        from RadAISegmentLib.models.cache import install_model
+        return install_model(path).id
+
+    @staticmethod
+    def removeModel(modelId: str) -> None:
+        """Remove an installed model from the cache (shipped models cannot be removed)."""
+        from RadAISegmentLib.models.cache import remove_model
+        remove_model(modelId)
+
+    @staticmethod
+    def modelCardSummary(modelId: str) -> str:
+        """Title, modality, labels, licence and measured metrics of a model, for the card label."""
+        from RadAISegmentLib.models.cache import find_model
+        return find_model(modelId).summary_text()
+
     def deviceSummary(self, device: str = "auto") -> str:
         """One line for the GUI: the device inference will use, torch version and free memory."""
         try:
@@ -243,7 +297,8 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
             return f"PyTorch not installed yet ({error}); it is installed on first Apply."
         where = f"GPU {info['gpu']}" if info.get("gpu") else f"CPU ({info['cpu_threads']} threads)"
         memory = f", {info['free_memory_mb']} MB free" if info.get("free_memory_mb") is not None else ""
-        return f"{where}, torch {info['torch']}{memory}"
+        warning = f"\nWarning: {info['warning']}" if info.get("warning") else ""
+        return f"{where}, torch {info['torch']}{memory}{warning}"
 
     def ensureDependencies(self) -> None:
         """Install Resources/requirements.txt on first use (never at import time)."""
@@ -296,12 +351,14 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
 
     def finishSegmentation(self, job, parameterNode):
         """Main thread: turn a finished job's labelmap into a segmentation node (new unless chosen)."""
-        from RadAISegmentLib.mrml import segmentation_node_from_labelmap, show_closed_surfaces
+        from RadAISegmentLib.mrml import (place_in_subject_hierarchy, segmentation_node_from_labelmap,
+                                          show_closed_surfaces)
         labelmap = job.result()
         volume = parameterNode.inputVolume
         name = f"{volume.GetName()} {parameterNode.modelId}"
         node = segmentation_node_from_labelmap(labelmap, name, reference_volume_node=volume,
                                                existing_node=parameterNode.outputSegmentation)
+        place_in_subject_hierarchy(node, volume)     # under the input's study
         show_closed_surfaces(node)
         return node
 
@@ -315,7 +372,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         The map (0..1, on the input grid) is shown as the slice foreground at ``opacity`` and
         volume-rendered in 3D above ``threshold``. The input volume is not modified.
         """
-        from RadAISegmentLib.mrml import (image_from_volume_node, saliency_volume_node,
+        from RadAISegmentLib.mrml import (image_from_volume_node, place_in_subject_hierarchy, saliency_volume_node,
                                           setup_saliency_volume_rendering)
         from RadAISegmentLib.saliency import explain_image
         image = image_from_volume_node(volumeNode)
@@ -324,6 +381,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         node = saliency_volume_node(result.map, f"{volumeNode.GetName()} {modelId} saliency",
                                     scene=volumeNode.GetScene(), threshold=threshold, opacity=opacity)
         setup_saliency_volume_rendering(node, threshold=threshold, max_opacity=opacity)
+        place_in_subject_hierarchy(node, volumeNode)
         return node
 
 

@@ -25,6 +25,7 @@ def test_colin27_brain_extraction_dice_and_axis_order_invariance(colin27):
     assert mask.same_grid(image) and mask.segments[0].type.meaning == "Brain"
     score = dice(mask.array > 0, truth)
     assert score >= 0.93, f"Dice {score:.4f} < 0.93 on Colin27"
+    assert abs(score - model.card.metrics["colin27_dice"]) < 0.005, "the card's measured Dice is out of date"
     # the same head stored with i and j swapped (direction columns swapped): identical physical mask
     swapped = Image(image.array.transpose(0, 2, 1), (image.spacing_mm[1], image.spacing_mm[0], image.spacing_mm[2]),
                     image.origin_lps, image.direction_lps[:, [1, 0, 2]], metadata=image.metadata)

@@ -261,6 +261,22 @@ def segment_volumes_mm3_via_slicer(node) -> dict[str, float]:
     return result
 
 
+def place_in_subject_hierarchy(node, beside_node) -> int:
+    """Put ``node`` under the same subject-hierarchy parent (the patient's study) as ``beside_node``,
+    e.g. a result next to the volume it came from; at the scene root when that has no parent.
+    Creates the node's item if the scene has none yet (the headless core does not auto-create them).
+    Returns the node's item id."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+    beside_item = hierarchy.GetItemByDataNode(beside_node)
+    parent = hierarchy.GetItemParent(beside_item) if beside_item else hierarchy.GetSceneItemID()
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        item = hierarchy.CreateItem(parent, node)
+    return item
+
+
 def show_closed_surfaces(node, opacity_3d: float = 0.6) -> None:
     """Create the closed-surface representation and show it (semi-transparent) in 3D views."""
     node.CreateClosedSurfaceRepresentation()

@@ -71,6 +71,27 @@ class ModelCard:
     def as_dict(self) -> dict:
         return dict(self.raw)
 
+    def summary_text(self, max_metrics: int = 6) -> str:
+        """A few lines for users choosing a model: title, modality, labels, licence, measured metrics."""
+        labels = ", ".join(info.name for info in self.labels[:8]) + (" …" if len(self.labels) > 8 else "")
+        lines = [f"{self.title} ({self.id} {self.version})", f"Task: {self.task}; modality: {', '.join(self.modality)}",
+                 f"Labels ({len(self.labels)}): {labels}", f"Licence: {self.licence or 'not stated'}"]
+        measured = [f"{name} {value:.3g}" for name, value in _measured(self.metrics)][:max_metrics]
+        lines.append("Measured: " + ("; ".join(measured) if measured else "no metrics in the card"))
+        return "\n".join(lines)
+
+
+def _measured(metrics: Mapping[str, Any], prefix: str = ""):
+    """``(path, value)`` of the card's model metrics worth showing: Dice and volume error of the model
+    (not of baselines), depth first."""
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and "baseline" not in key:
+            yield from _measured(value, f"{path} " if key not in ("model", "real_tumours") else prefix)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                "dice" in key and "offset" not in key or "volume_error" in key):
+            yield path.replace("_", " "), float(value)
+
 
 def parse_card(data: Mapping[str, Any], folder: Optional[Path] = None) -> ModelCard:
     """Validate a card dict; raises :class:`ModelError` naming the first missing/invalid field."""
