@@ -79,14 +79,18 @@ def test_shipped_model_beats_the_baseline_on_real_tumours(shipped_model, shared_
         assert model[case]["dice"] > baseline[case]["dice"] + 0.1, (case, model[case], baseline[case])
 
 
-def test_gradcam_of_the_shipped_model_concentrates_on_the_real_tumour(shared_data):
+@pytest.mark.parametrize("case", ["lung1", "breast1"])
+def test_saliency_of_the_shipped_model_concentrates_on_the_real_tumour(shared_data, case):
+    """With the card's saliency method (Grad-CAM++), most of the map lies within 10 mm of the real tumour.
+    brain1 does not pass this (about 0.1 for both Grad-CAM variants): docs/lesion-model.md says so."""
     from RadAISegmentLib.io import read_image, read_labelmap
     from RadAISegmentLib.lesion.evaluate import case_prompt
     from RadAISegmentLib.saliency import explain_image, saliency_mass_near
-    image = read_image(shared_data / "pyradiomics-cases" / "lung1_image.nrrd")
-    reference = read_labelmap(shared_data / "pyradiomics-cases" / "lung1_label.nrrd", reference=image)
+    image = read_image(shared_data / "pyradiomics-cases" / f"{case}_image.nrrd")
+    reference = read_labelmap(shared_data / "pyradiomics-cases" / f"{case}_label.nrrd", reference=image)
     seed_ras, box_mm, _ = case_prompt(reference)
     result = explain_image(image, "lesion-roi", seed_ras=seed_ras, box_mm=box_mm)
+    assert result.metadata["method"] == "gradcampp"                   # the card's choice
     assert result.map.same_grid(image) and 0.0 <= result.map.array.min() and result.map.array.max() <= 1.0
     near = saliency_mass_near(result.map, reference.array > 0, margin_mm=10.0)
-    assert near > 0.5    # most of the saliency mass lies within 10 mm of the real tumour
+    assert near > 0.5    # most of the saliency mass lies within 10 mm of the real tumour    # most of the saliency mass lies within 10 mm of the real tumour

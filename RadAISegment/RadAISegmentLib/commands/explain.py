@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", help="R,A,S point (mm) inside the target; required for promptable lesion models "
                              "(write --seed=-12,40,5 when R is negative)")
     parser.add_argument("--box-mm", type=float, help="crop edge length around the seed, mm (default: model patch)")
-    parser.add_argument("--method", choices=("gradcam", "gradcampp", "smoothgrad"), default="gradcam")
+    parser.add_argument("--method", choices=("gradcam", "gradcampp", "smoothgrad"), default=None,
+                        help="default: the model card's choice (Grad-CAM unless the card names another)")
     parser.add_argument("--layer", help="Grad-CAM layer name (default: the bottleneck, chosen automatically)")
     parser.add_argument("--region", choices=("mask", "box", "image"), default="mask",
                         help="voxels whose logits form the target (default: the predicted mask of the label)")

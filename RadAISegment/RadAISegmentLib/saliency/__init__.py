@@ -3,7 +3,7 @@
 Public API::
 
     explain(image, model, card, label=None, seed_ras=None, box_mm=None, method="gradcam", ...) -> SaliencyResult
-    explain_image(image, model_id, label=None, seed_ras=None, method="gradcam", ...) -> SaliencyResult
+    explain_image(image, model_id, label=None, seed_ras=None, method=None (the card's), ...) -> SaliencyResult
     randomization_check(explain_fn, model, seed=0, cascading_layers=None, **kwargs) -> dict
     saliency_mass_near(map, mask, margin_mm) -> float
     find_target_layer(model, example_input) -> str

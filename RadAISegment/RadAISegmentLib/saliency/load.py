@@ -89,8 +89,12 @@ def load_for_saliency(model_id: str) -> tuple[nn.Module, dict]:
 
 
 def explain_image(image: Image, model_id: str, label: Any = None, seed_ras: Optional[Sequence[float]] = None,
-                  method: str = "gradcam", **kwargs: Any) -> SaliencyResult:
-    """:func:`explain` for a model given by id (or folder); the entry point batch and demo use."""
+                  method: Optional[str] = None, **kwargs: Any) -> SaliencyResult:
+    """:func:`explain` for a model given by id (or folder); the entry point batch and demo use.
+
+    ``method`` defaults to the card's ``saliency.method`` (the one its authors measured to localise
+    best, see docs/lesion-model.md), else Grad-CAM."""
     network, card = load_for_saliency(model_id)
     card.setdefault("id", model_id)
+    method = method or (card.get("saliency") or {}).get("method") or "gradcam"
     return explain(image, network, card, label=label, seed_ras=seed_ras, method=method, **kwargs)
