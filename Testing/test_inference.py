@@ -163,3 +163,29 @@ def test_small_gpu_is_reported_with_a_warning(monkeypatch):
     assert "2048 MB" in info["warning"] and "fast mode" in info["warning"]
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (12000 * 2**20, 16000 * 2**20))
     assert describe_device("cuda")["warning"] is None
+
+
+def test_body_crop_leaves_out_the_patient_table():
+    """CT body (ellipse, 340 x 240 mm) over a 12 mm table plate 400 mm wide, 20 mm below it, 1.5 mm voxels:
+    the crop is the body's extent plus the 10 mm margin; without the table the box is the same; a small
+    object alone (thinner than the opening) still gets its own box."""
+    from RadAISegmentLib.inference import CROP_MARGIN_MM, foreground_box
+    spacing = (1.5, 1.5, 1.5)
+    x, y = np.meshgrid((np.arange(267) - 133) * 1.5, (np.arange(267) - 133) * 1.5, indexing="ij")
+    body = (x / 170) ** 2 + (y / 120) ** 2 < 1
+    table = (np.abs(y - 146) < 6) & (np.abs(x) < 200)
+    volume = np.full((267, 267, 40), -1000.0, np.float32)
+    volume[body] = 40.0
+    with_table = volume.copy()
+    with_table[table] = 300.0
+    box = foreground_box(with_table, spacing, ct_like=True)
+    margin = int(np.ceil(CROP_MARGIN_MM / 1.5))
+    body_x, body_y = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    for piece, present in ((box[0], body_x), (box[1], body_y)):
+        assert abs(piece.start - (present[0] - margin)) <= 4 and abs(piece.stop - (present[-1] + 1 + margin)) <= 4
+    assert box[1].stop < np.flatnonzero(table.any(axis=0))[0]             # the table is outside the crop
+    assert foreground_box(volume, spacing, ct_like=True) == box
+    small = np.full((60, 60, 20), -1000.0, np.float32)
+    small[28:32, 28:32, 8:12] = 50.0                                        # 6 mm cube: kept, not opened away
+    small_box = foreground_box(small, spacing, ct_like=True)
+    assert small_box[0].start <= 28 and small_box[0].stop >= 32 and small_box[0].stop - small_box[0].start < 60
