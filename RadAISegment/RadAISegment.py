@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from typing import Annotated
 
 import slicer
+import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
-
-try:
-    from typing import Annotated
-except ImportError:  # Python < 3.9 in very old Slicer
-    from typing_extensions import Annotated
 
 
 class RadAISegment(ScriptedLoadableModule):
@@ -35,38 +33,31 @@ class RadAISegment(ScriptedLoadableModule):
             "see the RadAI README.")
         self.parent.acknowledgementText = (
             "Built on 3D Slicer, MONAI, SimpleITK and PyTorch. Brain extraction uses deepbet's networks (MIT).")
-        slicer.app.connect("startupCompleted()", registerSampleData) if hasattr(slicer, "app") else None
+        app = getattr(slicer, "app", None)  # absent in the headless core and in pytest
+        if app is not None:
+            app.connect("startupCompleted()", registerSampleData)
 
 
 def registerSampleData():
-    """Register the bundled cases with Slicer's Sample Data module (local files, no download)."""
+    """Register the bundled cases with Slicer's Sample Data module (local ``file://`` URLs, no download)."""
     import SampleData
     from RadAISegmentLib.sample_data import list_sample_cases, sample_case
 
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    thumbnail = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons", "RadAISegment.png")
     for name in list_sample_cases():
-        paths = sample_case(name)
+        image = sample_case(name)["image"].resolve()
         SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category="RadAI", sampleName=f"RadAI {name}",
-            thumbnailFileName=os.path.join(iconsPath, "RadAISegment.png"),
-            uris=[f"file://{paths['image']}"], fileNames=[os.path.basename(paths["image"])],
-            nodeNames=[f"RadAI_{name}"], loadFileType="VolumeFile")
+            category="RadAI", sampleName=f"RadAI {name}", thumbnailFileName=thumbnail, uris=[image.as_uri()],
+            fileNames=[image.name], nodeNames=[f"RadAI_{name}"], loadFileType="VolumeFile")
 
 
 @parameterNodeWrapper
 class RadAISegmentParameterNode:
-    """Module state kept in the scene (saved with it).
-
-    inputVolume: the CT or MR volume to segment.
-    modelId: id of an installed model card.
-    device: "auto", "cpu" or "cuda".
-    fastMode: coarser spacing for quick CPU runs.
-    seedPoints: markups points (RAS) for the promptable lesion model.
-    boxSizeMm: physical box edge around each seed (0 = model default).
-    explain: compute Grad-CAM saliency after segmentation.
-    saliencyLabel: label name or id to explain.
-    saliencyOpacity: opacity of the saliency overlay (0..1).
-    outputSegmentation: optional existing node to overwrite (never the input).
+    """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
+    installed or shipped model card), device ("auto", "cpu", "cuda"), fastMode (coarser spacing for quick CPU
+    runs), seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
+    0 = model default), explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain),
+    saliencyOpacity (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -106,6 +97,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
         self.ui.modelCacheLabel.text = self.logic.modelCacheFolder()
+        self.onModelChanged(self.ui.modelComboBox.currentText)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -138,19 +130,17 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if first:
-                self._parameterNode.inputVolume = first
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         self.ui.deviceLabel.text = self.logic.deviceSummary()
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk_modified_event(), self._updateState)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk_modified_event(), self._updateState)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
             self._updateState()
 
     def _updateState(self, caller=None, event=None) -> None:
@@ -161,8 +151,10 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = self._job is not None
 
     def onModelChanged(self, modelId: str) -> None:
-        with slicer.util.tryWithErrorDisplay("Cannot read the model card."):
+        try:
             self.ui.modelCardLabel.text = self.logic.modelCardSummary(modelId) if modelId else ""
+        except Exception as error:  # a missing or broken card is shown, not raised, so the module stays usable
+            self.ui.modelCardLabel.text = f"Cannot read the model card: {error}"
 
     def _refreshModels(self, select: str = "") -> None:
         self.ui.modelComboBox.clear()
@@ -221,11 +213,6 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateState()
 
 
-def vtk_modified_event():
-    import vtk
-    return vtk.vtkCommand.ModifiedEvent
-
-
 class RadAISegmentLogic(ScriptedLoadableModuleLogic):
     """Segmentation and saliency on MRML nodes; every method also runs headless.
 
@@ -278,7 +265,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def removeModel(modelId: str) -> None:
-        """Remove an installed model from the cache (shipped models cannot be removed)."""
+        """Remove an installed model from the cache; ``ModelError`` for shipped models and ids that are not names."""
         from RadAISegmentLib.models.cache import remove_model
         remove_model(modelId)
 
@@ -303,13 +290,9 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
     def ensureDependencies(self) -> None:
         """Install Resources/requirements.txt on first use (never at import time)."""
         requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-        try:
-            import monai  # noqa: F401
-            import SimpleITK  # noqa: F401
-            import torch  # noqa: F401
+        from importlib.util import find_spec
+        if all(find_spec(name) for name in ("monai", "SimpleITK", "torch")):
             return
-        except ImportError:
-            pass
         try:
             import PyTorchUtils  # SlicerPyTorch extension installs a torch build matching the GPU
             PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
@@ -324,20 +307,16 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def seedPointsRAS(parameterNode) -> list[tuple[float, float, float]]:
         """World (RAS mm) positions of the seed markups' control points (empty without a markups node)."""
-        seeds = []
-        points = parameterNode.seedPoints
-        if points:
-            for index in range(points.GetNumberOfControlPoints()):
-                position = [0.0, 0.0, 0.0]
-                points.GetNthControlPointPositionWorld(index, position)
-                seeds.append(tuple(float(v) for v in position))
+        points, seeds = parameterNode.seedPoints, []
+        for index in range(points.GetNumberOfControlPoints() if points else 0):
+            position = [0.0, 0.0, 0.0]
+            points.GetNthControlPointPositionWorld(index, position)
+            seeds.append(tuple(float(v) for v in position))
         return seeds
 
     def startSegmentation(self, parameterNode):
         """Start engine inference in a worker thread; returns a ``RadAISegmentLib.jobs.BackgroundJob`` to poll.
-
-        The input volume is copied to an engine Image here (main thread); the worker never touches MRML.
-        """
+        The input volume is copied to an engine Image here (main thread); the worker never touches MRML."""
         from RadAISegmentLib.errors import InputError
         from RadAISegmentLib.jobs import start_segmentation_job
         from RadAISegmentLib.mrml import image_from_volume_node
@@ -400,14 +379,11 @@ class RadAISegmentTest(ScriptedLoadableModuleTest):
         from RadAISegmentLib.sample_data import sample_case
         logic = RadAISegmentLogic()
         node = logic.loadVolume(sample_case("abdomen-ct")["image"])
-        summary = logic.geometrySummary(node)
-        self.assertIn("voxels", summary)
+        self.assertIn("voxels", logic.geometrySummary(node))
         self.delayDisplay("RadAISegment load test passed")
 
     def test_segment_measure_explain_render(self):
         """Bundled lung tumour: a seed at the tumour -> lesion-roi (CPU) -> volume -> Grad-CAM -> PNG."""
-        import tempfile
-
         import numpy as np
         from RadAISegmentLib.lesion.evaluate import case_prompt
         from RadAISegmentLib.mrml import labelmap_from_segmentation_node
@@ -429,8 +405,7 @@ class RadAISegmentTest(ScriptedLoadableModuleTest):
         rows = measure_segments(labelmap_from_segmentation_node(segmentation, reference))
         reference_ml = np.count_nonzero(reference.array) * reference.voxel_volume_mm3 / 1000.0
         self.assertEqual(len(rows), 1)
-        self.assertGreater(rows[0]["volume_ml"], 0.3 * reference_ml)
-        self.assertLess(rows[0]["volume_ml"], 3.0 * reference_ml)
+        self.assertTrue(0.3 * reference_ml < rows[0]["volume_ml"] < 3.0 * reference_ml, (rows, reference_ml))
         saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed, boxMm=box_mm)
         self.assertGreater(slicer.util.arrayFromVolume(saliency).max(), 0.3)
         with tempfile.TemporaryDirectory() as folder:

@@ -132,3 +132,18 @@ def test_download_streams_with_progress_and_checksum_from_local_server(tmp_path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_remove_refuses_paths_and_shipped_models(tmp_path, cache_dir, monkeypatch):
+    """`radai models remove ../x` must not delete a folder outside the cache; shipped models stay."""
+    victim = cache_dir.parent / "outside" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "card.json").write_text("{}")
+    for bad in ("../outside/victim", str(victim), "..", ""):
+        with pytest.raises(ModelError, match="not a model id"):
+            remove_model(bad)
+    assert (victim / "card.json").is_file()
+    monkeypatch.delenv("RADAI_RESOURCES")                      # the repository's shipped models
+    with pytest.raises(ModelError, match="shipped models cannot be removed"):
+        remove_model("lesion-roi")
+    assert find_model("lesion-roi").id == "lesion-roi"

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..device import choose_device, run_with_cpu_fallback
 from ..errors import InputError
 from ..image import Image, SegmentInfo, TerminologyCode
 from ..progress import CancelToken, ProgressCallback
@@ -80,8 +81,10 @@ def segment_lesions(image: Image, seeds_ras: Sequence[Sequence[float]], box_mm: 
     if progress:
         progress(0.2, f"lesion: running the network on {len(crops)} crop(s)")
     network = getattr(model, "network", model)
-    device = "cpu" if device in ("auto", None) or not torch.cuda.is_available() else device
-    probabilities = predict_probabilities(network.to(device), np.stack([c.tensor for c in crops]), device)
+    batch = np.stack([c.tensor for c in crops])
+    choice = choose_device(device or "auto")     # GPU when present; on CPU sets the thread budget (a Dask
+    probabilities = run_with_cpu_fallback(        # task thread starts single-threaded otherwise)
+        lambda run: predict_probabilities(network.to(run.device), batch, run.device), choice)
     result = np.zeros(image.array.shape, np.uint8)
     for number, (seed, crop, probability) in enumerate(zip(seeds_ras, crops, probabilities), start=1):
         if cancel is not None:

@@ -200,8 +200,15 @@ def install_model(source: str | Path, trusted: bool = False, progress: Optional[
 
 
 def remove_model(model_id: str) -> Path:
+    """Delete an installed model's folder from the cache; shipped models and ids that are not plain
+    folder names (``../x``, absolute paths) are refused with :class:`ModelError`, nothing deleted."""
+    if not model_id or Path(model_id).name != model_id or model_id in (".", ".."):
+        raise ModelError(f"'{model_id}' is not a model id (a folder name in {models_dir()}); nothing was removed.")
     target = models_dir() / model_id
     if not (target / "card.json").is_file():
+        if (shipped_dir() / model_id / "card.json").is_file():
+            raise ModelError(f"Model '{model_id}' is shipped with RadAI ({shipped_dir() / model_id}); "
+                             "shipped models cannot be removed.")
         raise ModelError(f"Model '{model_id}' is not installed in {models_dir()} (shipped models cannot be removed).")
     shutil.rmtree(target)
     return target

@@ -142,6 +142,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     if region not in ("mask", "box", "image"):
         raise InputError(f"Unknown region {region!r}; choose mask, box or image.")
     image.require_finite()
+    from ..device import choose_device
+    choose_device("cpu")     # saliency runs on the CPU with the full thread budget (also in Dask task threads)
     facts = CardFacts.from_card(card)
     label_value = resolve_label(facts, label)
     requested = method
