@@ -54,13 +54,22 @@ def default_cluster_size(cores: Optional[int] = None) -> tuple[int, int]:
 
 
 def start_local_client(workers: Optional[int] = None):
-    """A ``distributed.Client`` on a new ``LocalCluster`` bound to loopback (no dashboard)."""
+    """A ``distributed.Client`` on a new ``LocalCluster`` bound to loopback (no dashboard).
+
+    Each worker process gets ``cores // workers`` inference threads (workers x threads = cores). Dask's
+    nannies normally start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
+    adaptive mmap threshold: every large array is then mapped and faulted in afresh, and this pipeline
+    ran at half speed in a worker (measured by ``benchmarks/batch.py``). RadAI's workers keep glibc's
+    default; the setting is made in this process's Dask config, so restarted workers keep it too.
+    """
+    import dask
     from distributed import Client, LocalCluster
+    from RadAISegmentLib.device import THREADS_ENV
     workers = workers or default_cluster_size()[0]
     torch_threads = max(1, (os.cpu_count() or 1) // workers)
-    from RadAISegmentLib.device import THREADS_ENV
     environment = {"OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads),
-                   THREADS_ENV: str(torch_threads)}   # workers x threads = cores, never more
+                   "OPENBLAS_NUM_THREADS": "1", THREADS_ENV: str(torch_threads)}
+    dask.config.set({"distributed.nanny.pre-spawn-environ": environment})   # set before each worker starts
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, env=environment)
     return Client(cluster)
