@@ -7,6 +7,8 @@ segment from the seed, measure, Grad-CAM, outputs written atomically. Repeated t
 The overhead is measured on one study with warm caches on both sides (imports, the model loaded
 once per worker): a plain ``process_study`` call in this process vs ``run_batch`` of a one-study
 manifest on a warm one-worker LocalCluster (scheduling, pickling, result transfer, cohort table).
+The same overhead is then measured on a full-size study (brain extraction of the Colin27 head MR), where
+Dask's fixed cost per study (~30 ms: scheduling, result transfer, cohort table) is a small fraction.
 Prints studies/min for each configuration and the ratios; ``--json`` prints one object with
 ``studies_per_minute_1_worker``, ``studies_per_minute_2_workers``, ``dask_overhead_percent_one_study``.
 """
@@ -83,6 +85,31 @@ def one_study_overhead(root: Path, client, repeats: int) -> tuple[float, float]:
     return statistics.median(plain), statistics.median(dask)
 
 
+COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")     # Debian mricron-data (installed by .ci/setup)
+
+
+def brain_study_overhead(root: Path, client, repeats: int) -> tuple[float, float]:
+    """The same comparison on a full-size study: brain extraction (deepbet networks) and measurement of the
+    Colin27 head MR (1 mm, 181 x 217 x 181)."""
+    manifest = root / "brain.csv"
+    manifest.write_text(f"study,image\ncolin27,{COLIN27}\n")
+    study = discover_studies(manifest)[0]
+    settings = {**model_settings("brain-extraction"), "measure": True, "explain": False, "device": "cpu",
+                "fast": False}
+    process_study(study, str(root / "brain-plain-warm"), settings)
+    run_batch(manifest, root / "brain-dask-warm", model_id="brain-extraction", device="cpu", client=client)
+    plain, dask = [], []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        assert process_study(study, str(root / f"brain-plain-{repeat}"), settings)["status"] == "done"
+        plain.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assert run_batch(manifest, root / f"brain-dask-{repeat}", model_id="brain-extraction", device="cpu",
+                         client=client).done == 1
+        dask.append(time.perf_counter() - started)
+    return statistics.median(plain), statistics.median(dask)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=9)
@@ -108,6 +135,8 @@ def main(argv=None) -> int:
                 rates[workers] = 60.0 * summary.done / elapsed
                 if workers == 1:
                     seconds["plain"], seconds["dask"] = one_study_overhead(root, client, args.repeats)
+                    if COLIN27.is_file():
+                        seconds["brain_plain"], seconds["brain_dask"] = brain_study_overhead(root, client, 3)
             finally:
                 cluster = client.cluster
                 client.close()
@@ -117,12 +146,19 @@ def main(argv=None) -> int:
               "speedup_2_vs_1_workers": rates[2] / rates[1],
               "plain_loop_seconds_one_study": seconds["plain"], "dask_seconds_one_study": seconds["dask"],
               "dask_overhead_percent_one_study": 100.0 * (seconds["dask"] - seconds["plain"]) / seconds["plain"]}
+    if "brain_plain" in seconds:
+        result.update({"brain_extraction_plain_seconds": seconds["brain_plain"],
+                       "brain_extraction_dask_seconds": seconds["brain_dask"],
+                       "dask_overhead_percent_brain_extraction_study":
+                           100.0 * (seconds["brain_dask"] - seconds["brain_plain"]) / seconds["brain_plain"]})
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key:34s} {value:.3f}" if isinstance(value, float) else f"{key:34s} {value}")
-        print(f"target: Dask overhead < 10 % -> {'met' if result['dask_overhead_percent_one_study'] < 10 else 'NOT met'}")
+        for key in ("dask_overhead_percent_one_study", "dask_overhead_percent_brain_extraction_study"):
+            if key in result:
+                print(f"target: {key} < 10 % -> {'met' if result[key] < 10 else 'NOT met'}")
     return 0
 
 
