@@ -7,13 +7,13 @@ engine as ``RadAISegmentLib`` / ``RadAIVolumetricsLib`` exactly as it does insid
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from concurrent.futures import CancelledError as FuturesCancelledError
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from slicer_harness import load_module_file
 
 pytestmark = pytest.mark.slicer
 
@@ -21,25 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LESION_MODEL = REPO_ROOT / "Resources" / "Models" / "lesion-roi"
 
 
-def _load_module_file(relative_path: str, private_name: str):
-    spec = importlib.util.spec_from_file_location(private_name, REPO_ROOT / relative_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
 @pytest.fixture(scope="module")
 def segment_module(slicer_scene):
-    return _load_module_file("RadAISegment/RadAISegment.py", "_radai_segment_module_logic_test")
+    return load_module_file("RadAISegment/RadAISegment.py", "_radai_segment_module_logic_test")
 
 
 @pytest.fixture(scope="module")
 def volumetrics_module(slicer_scene):
-    return _load_module_file("RadAIVolumetrics/RadAIVolumetrics.py", "_radai_volumetrics_module_logic_test")
+    return load_module_file("RadAIVolumetrics/RadAIVolumetrics.py", "_radai_volumetrics_module_logic_test")
 
 
 def _voxels(node):
