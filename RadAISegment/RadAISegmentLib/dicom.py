@@ -31,6 +31,7 @@ from pydicom.errors import InvalidDicomError
 
 from .errors import DicomError
 from .image import Image
+from .io import has_dicom_preamble
 
 HEADER_TAGS = ["SeriesInstanceUID", "StudyInstanceUID", "Modality", "SeriesDescription", "PatientID",
                "StudyDate", "AcquisitionDate", "SOPClassUID", "Rows", "Columns", "NumberOfFrames"]
@@ -67,15 +68,6 @@ def _candidate_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def _bare_dataset_header(path: Path) -> Optional[pydicom.Dataset]:
     """Header of a DICOM file written without the 128-byte preamble and "DICM" (older scanners and
     PACS exports, often with bare names like ``IM0001``): read only if it parses as an image with a
@@ -89,7 +81,7 @@ def _bare_dataset_header(path: Path) -> Optional[pydicom.Dataset]:
 
 def _read_header(path: Path) -> Optional[pydicom.Dataset]:
     """Header of a DICOM file; None for non-DICOM files; DicomError for corrupt DICOM."""
-    if not _has_dicom_preamble(path) and path.suffix.lower() not in (".dcm", ".ima"):
+    if not has_dicom_preamble(path) and path.suffix.lower() not in (".dcm", ".ima"):
         return _bare_dataset_header(path) if not path.suffix else None
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
@@ -208,7 +200,7 @@ def _metadata(first, series_files: list[Path], warnings: list[str]) -> dict:
 
 def _read_full(path: Path):
     try:
-        dataset = pydicom.dcmread(path, force=not _has_dicom_preamble(path))   # header already checked
+        dataset = pydicom.dcmread(path, force=not has_dicom_preamble(path))   # header already checked
         if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):    # bare dataset: as it was read
             dataset.file_meta = pydicom.dataset.FileMetaDataset()
             dataset.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if dataset.original_encoding[0]

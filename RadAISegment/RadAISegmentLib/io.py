@@ -60,6 +60,11 @@ def is_dicom_path(path: Path) -> bool:
         return True
     if output_suffix(path) in IMAGE_SUFFIXES:
         return False
+    return has_dicom_preamble(path)
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """True when the file has DICOM's 128-byte preamble followed by ``DICM`` (Part 10 file format)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(128)
