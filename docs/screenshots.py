@@ -162,7 +162,8 @@ def segment_picture(segment_module, scene, out_png: Path) -> Path:
     if not job.wait(300):
         raise RuntimeError("lesion-roi did not finish within 5 minutes")
     segmentation = logic.finishSegmentation(job, parameters)
-    saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed_ras, opacity=0.6)
+    saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed_ras, opacity=0.6,
+                                         boxMm=parameters.boxSizeMm)   # as the Widget does
     render_scene_3d([volume, segmentation, saliency], out_png, size=(480, 600), camera="left")
     return out_png
 
