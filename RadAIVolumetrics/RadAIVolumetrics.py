@@ -226,7 +226,7 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         flat = [{key: row.get(key) for key, _ in columns} for row in rows]
         if image is not None:   # first-order statistics: HU for CT, the image's own units otherwise
             unit = "HU" if str(image.metadata.get("modality", "")).upper() == "CT" else ""
-            keys = [k for k in ("mean", "sd", "min", "max", "median", "p5", "p25", "p75", "p95")]
+            keys = ("mean", "sd", "min", "max", "median", "p5", "p25", "p75", "p95")
             columns += [(f"intensity_{key}", unit) for key in keys]
             for row, out in zip(rows, flat):
                 out.update({f"intensity_{key}": row["intensity"].get(key) for key in keys})

@@ -5,20 +5,15 @@ import sys
 
 import numpy as np
 
+from slicer_harness import load_module_file
 
-def test_module_files_import_with_shims_and_parameter_defaults(slicer_scene, repo_root):
+
+def test_module_files_import_with_shims_and_parameter_defaults(slicer_scene):
     import slicer
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic  # the test-only shim
     assert "Testing" in sys.modules["slicer.ScriptedLoadableModule"].__file__
-    import importlib.util
     # Loaded under a private name so the ``RadAISegment`` package (engine imports) is not shadowed.
-    spec = importlib.util.spec_from_file_location("_radai_module_under_test", repo_root / "RadAISegment" / "RadAISegment.py")
-    RadAISegment = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = RadAISegment
-    try:
-        spec.loader.exec_module(RadAISegment)
-    finally:
-        del sys.modules[spec.name]
+    RadAISegment = load_module_file("RadAISegment/RadAISegment.py", "_radai_module_under_test")
     node = slicer_scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
     parameters = RadAISegment.RadAISegmentParameterNode(node)
     assert parameters.modelId == "lesion-roi" and parameters.saliencyOpacity == 0.6

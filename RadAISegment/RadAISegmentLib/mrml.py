@@ -37,29 +37,25 @@ def _scene(scene=None):
 _LOGICS: dict = {}
 
 
-def _segmentations_logic(scene):
-    """Slicer's segmentations logic (the application's if present, else one per scene, created once)."""
+def _module_logic(scene, module: str, logic_class: str):
+    """A Slicer module's logic: the application's if present, else one per scene, created once."""
     modules = getattr(slicer, "modules", None)
-    if modules is not None and hasattr(modules, "segmentations"):
-        return modules.segmentations.logic()
-    key = ("segmentations", id(scene))
+    if modules is not None and hasattr(modules, module):
+        return getattr(modules, module).logic()
+    key = (module, id(scene))
     if key not in _LOGICS:
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic = getattr(slicer, logic_class)()
         logic.SetMRMLScene(scene)
         _LOGICS[key] = logic
     return _LOGICS[key]
+
+
+def _segmentations_logic(scene):
+    return _module_logic(scene, "segmentations", "vtkSlicerSegmentationsModuleLogic")
 
 
 def _volume_rendering_logic(scene):
-    modules = getattr(slicer, "modules", None)
-    if modules is not None and hasattr(modules, "volumerendering"):
-        return modules.volumerendering.logic()
-    key = ("volumerendering", id(scene))
-    if key not in _LOGICS:
-        logic = slicer.vtkSlicerVolumeRenderingLogic()
-        logic.SetMRMLScene(scene)
-        _LOGICS[key] = logic
-    return _LOGICS[key]
+    return _module_logic(scene, "volumerendering", "vtkSlicerVolumeRenderingLogic")
 
 
 def _vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
