@@ -117,6 +117,15 @@ def test_nan_and_inf_voxels(tmp_path):
     image = io.read_image(path)
     expect(NonFiniteError, ["2 nan or infinite"], lambda p: io.read_image(p).require_finite(), path)
     assert not np.all(np.isfinite(image.array))
+    # models and intensity measurements refuse them too, instead of propagating NaN into results
+    from RadAISegmentLib.inference import run_model
+    from RadAIVolumetricsLib.measurements import measure_segments
+    labels = image.with_array(np.ones(image.array.shape, np.uint8))
+    with pytest.raises(NonFiniteError, match="NaN or infinite"):
+        measure_segments(labels, image)
+    assert measure_segments(labels)[0]["voxel_count"] == 120                # shape alone needs no intensities
+    with pytest.raises(NonFiniteError, match="NaN or infinite"):
+        run_model(image, "lesion-roi", [tuple(image.index_to_ras(np.array([[3.0, 2.0, 1.0]]))[0])])
 
 
 @pytest.mark.parametrize("spacing", ["0 1 1", "1 0 1"])
@@ -132,6 +141,25 @@ def test_zero_or_negative_spacing(tmp_path, spacing):
         Image(np.zeros((2, 2, 2)), spacing_mm=tuple(float(s) for s in spacing.split()))
     with pytest.raises(GeometryError, match="spacing"):
         Image(np.zeros((2, 2, 2)), spacing_mm=(1.0, -2.0, 1.0))
+
+
+def test_negative_nrrd_spacing_is_a_flipped_axis_with_exact_positions(tmp_path):
+    """NRRD and MetaImage allow a negative spacing: samples run against the axis. It is read (as ITK and
+    Slicer read it) as a positive spacing with that axis' direction reversed, so every voxel keeps its
+    physical position: voxel j lies at y = -2·j mm. Zero spacing stays an error (test above)."""
+    raw = tmp_path / "flipped.raw"
+    raw.write_bytes(np.arange(24, dtype=np.int16).tobytes())
+    header = "type: short\ndimension: 3\nsizes: 2 3 4\nspacings: 1 -2 1\nencoding: raw\nendian: little\n"
+    (tmp_path / "flipped.nhdr").write_text("NRRD0004\n" + header + "data file: flipped.raw\n")
+    (tmp_path / "flipped.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 2 3 4\n"
+                                          "ElementSpacing = 1 -2 1\nElementType = MET_SHORT\n"
+                                          "ElementDataFile = flipped.raw\n")
+    for name in ("flipped.nhdr", "flipped.mhd"):
+        image = io.read_image(tmp_path / name)
+        assert image.spacing_mm == (1.0, 2.0, 1.0)
+        positions = image.index_to_lps(np.array([[0, j, 0] for j in range(3)], dtype=float))
+        np.testing.assert_allclose(positions[:, 1], [0.0, -2.0, -4.0])
+        np.testing.assert_array_equal(image.array.ravel(), np.arange(24))      # voxels unchanged, in order
 
 
 def test_labelmap_geometry_mismatch(tmp_path):

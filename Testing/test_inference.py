@@ -167,7 +167,7 @@ def test_small_gpu_is_reported_with_a_warning(monkeypatch):
 
 def test_body_crop_leaves_out_the_patient_table():
     """CT body (ellipse, 340 x 240 mm) over a 12 mm table plate 400 mm wide, 20 mm below it, 1.5 mm voxels:
-    the crop is the body's extent plus the 10 mm margin; without the table the box is the same; a small
+    the crop is the body's extent plus the 5 mm margin; without the table the box is the same; a small
     object alone (thinner than the opening) still gets its own box."""
     from RadAISegmentLib.inference import CROP_MARGIN_MM, foreground_box
     spacing = (1.5, 1.5, 1.5)
@@ -189,3 +189,21 @@ def test_body_crop_leaves_out_the_patient_table():
     small[28:32, 28:32, 8:12] = 50.0                                        # 6 mm cube: kept, not opened away
     small_box = foreground_box(small, spacing, ct_like=True)
     assert small_box[0].start <= 28 and small_box[0].stop >= 32 and small_box[0].stop - small_box[0].start < 60
+
+
+def test_crop_box_grows_to_the_span_of_its_windows():
+    """96-voxel windows at overlap 0.25 (interval 72): a 236-voxel extent needs 3 windows, which reach 240
+    voxels, so the box grows to 240 (centred, inside the volume); 168 voxels need exactly 2 windows and stay;
+    a box smaller than one window grows to one window. The window count never changes."""
+    from RadAISegmentLib.inference import fit_box_to_windows, grow_box
+    from RadAISegmentLib.sliding import window_starts
+    shape = (266, 266, 133)
+    box = (slice(16, 252), slice(52, 220), slice(26, 110))
+    fitted = fit_box_to_windows(box, (96, 96, 96), 0.25, shape)
+    assert [(piece.stop - piece.start) for piece in fitted] == [240, 168, 96]
+    for original, grown, size in zip(box, fitted, shape):
+        assert 0 <= grown.start <= original.start and original.stop <= grown.stop <= size
+        assert (len(window_starts(grown.stop - grown.start, 96, 0.25))
+                == len(window_starts(max(96, original.stop - original.start), 96, 0.25)))
+    assert fit_box_to_windows((slice(0, 260),), (96,), 0.25, (266,)) == (slice(0, 266),)   # clipped to the volume
+    assert grow_box((slice(120, 130),), (96,), (133,)) == (slice(37, 133),)                  # pushed inside

@@ -111,3 +111,38 @@ def test_evaluate_runs_the_model_when_predictions_are_missing(tmp_path, colin27)
     assert summary["studies_evaluated"] == 1
     assert summary["labels"]["Segment_1"]["dice_mean"] > 0.93     # deepbet's own figure on Colin27 is 0.936
     assert (tmp_path / "out" / "predictions" / "colin27.nii.gz").exists()
+
+
+def test_two_segmenters_compared_closed_form(tmp_path):
+    """Reference cubes of side n (8, 10, 12 voxels); A = the cube shifted 1 voxel, B = shifted 2 voxels along i.
+    Dice(A, ref) = (n-1)/n, Dice(B, ref) = (n-2)/n, so A − B = 1/n per study; Dice(A, B) = (n-1)/n;
+    A and B have the reference's volume, so their volumes agree perfectly (bias 0, ICC 1)."""
+    from RadAISegmentLib.image import Image
+    folders = {name: tmp_path / name for name in ("ref", "a", "b")}
+    for folder in folders.values():
+        folder.mkdir()
+    sides = (8, 10, 12)
+    for n in sides:
+        for name, shift in (("ref", 0), ("a", 1), ("b", 2)):
+            array = np.zeros((16, 16, 20), np.uint8)
+            array[2:2 + n, 2:2 + n, 2 + shift:2 + shift + n] = 1
+            write_image(Image(array, spacing_mm=(0.8, 0.8, 2.0)), folders[name] / f"cube{n}.nrrd")
+    result = run_cli("evaluate", "--pred", folders["a"], "--ref", folders["ref"], "--pred-b", folders["b"],
+                     "--bootstrap", 200, "--out", tmp_path / "out", "--json")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(result.stdout)["comparison"]["Segment_1"]
+    assert comparison["studies"] == 3
+    assert comparison["dice_a_mean"] == pytest.approx(np.mean([(n - 1) / n for n in sides]))
+    assert comparison["dice_b_mean"] == pytest.approx(np.mean([(n - 2) / n for n in sides]))
+    assert comparison["dice_difference_mean"] == pytest.approx(np.mean([1 / n for n in sides]))
+    low, high = comparison["dice_difference_ci95"]
+    assert 1 / 12 - 1e-9 <= low <= comparison["dice_difference_mean"] <= high <= 1 / 8 + 1e-9
+    assert comparison["dice_a_vs_b_mean"] == pytest.approx(np.mean([(n - 1) / n for n in sides]))
+    assert comparison["volume_bland_altman_a_vs_b_ml"]["bias"] == pytest.approx(0.0)
+    assert comparison["volume_icc_a_b"] == pytest.approx(1.0)
+    with open(tmp_path / "out" / "per_study.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["dice_b"]) for row in rows] == pytest.approx([(n - 2) / n for n in (10, 12, 8)])
+    assert "Two segmenters compared" in (tmp_path / "out" / "report.html").read_text()
+    refused = run_cli("evaluate", "--manifest", tmp_path / "none.csv", "--pred-b", folders["b"], "--out", tmp_path / "x")
+    assert refused.returncode != 0 and "--pred-b" in refused.stderr

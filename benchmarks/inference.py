@@ -45,7 +45,11 @@ NETWORK_ARGS = dict(spatial_dims=3, in_channels=1, out_channels=105, init_filter
 
 
 def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0) -> None:
-    """CT-like volume and its labels: air 0, fat 1, soft tissue 2, liver 3, spleen 4, vertebra 5, table 6."""
+    """CT-like volume and its labels: air 0, fat 1, soft tissue 2, liver 3, spleen 4, vertebra 5.
+
+    The patient table (300 HU plate below the body) is in the image but labelled background, as in the
+    whole-body models it stands for (TotalSegmentator's classes have no table).
+    """
     from RadAISegmentLib.image import Image
     from RadAISegmentLib.io import write_image
     rng = np.random.default_rng(seed)
@@ -60,7 +64,7 @@ def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0)
             (3, 60, ((x + 60) / 70) ** 2 + ((y + 10) / 55) ** 2 < 1),       # liver
             (4, 50, ((x - 70) / 35) ** 2 + ((y - 20) / 30) ** 2 < 1),       # spleen
             (5, 700, (x / 18) ** 2 + ((y - 70) / 18) ** 2 < 1),             # vertebra
-            (6, 300, (np.abs(y - 140) < 6) & (np.abs(x) < 200))):           # table
+            (0, 300, (np.abs(y - 140) < 6) & (np.abs(x) < 200))):           # table: background
         slice_[region], labels[region] = hu, label
     array = np.empty((nk, nj, ni), np.int16)
     for k in range(nk):

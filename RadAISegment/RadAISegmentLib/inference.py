@@ -23,11 +23,11 @@ from .image import Image
 from .io import to_sitk
 from .models.loaders import LoadedModel, load_from_card
 from .progress import CancelToken, ProgressCallback, no_progress
-from .sliding import sliding_window_labels
+from .sliding import sliding_window_labels, window_starts
 
 RAS_AXES_LPS = np.array([[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]]).T   # columns: R, A, S in LPS
 FAST_MIN_SPACING_MM = 3.0
-CROP_MARGIN_MM = 10.0
+CROP_MARGIN_MM = 5.0
 
 
 def model_grid(image: Image, model: LoadedModel, fast: bool = False) -> tuple[tuple, np.ndarray, np.ndarray, tuple]:
@@ -161,13 +161,29 @@ def grow_box(box: Sequence[slice], minimum: Sequence[int], shape: Sequence[int])
     network then sees real context instead of padding wherever the image allows."""
     grown = []
     for piece, size, limit in zip(box, minimum, shape):
-        start, stop = piece.start, piece.stop
-        missing = max(0, min(size, limit) - (stop - start))
-        start = max(0, start - missing // 2)
-        stop = min(limit, start + max(stop - start + missing, 0))
-        start = max(0, min(start, stop - min(size, limit)))
+        start, stop = int(piece.start), int(piece.stop)
+        width = max(stop - start, min(size, limit))
+        start = max(0, min(start - (width - (stop - start)) // 2, limit - width))
+        stop = start + width
         grown.append(slice(start, stop))
     return tuple(grown)
+
+
+def fit_box_to_windows(box: Sequence[slice], roi: Sequence[int], overlap: float,
+                       shape: Sequence[int]) -> tuple[slice, ...]:
+    """Grow ``box`` (about its centre, within ``shape``) to the span its sliding windows cover anyway.
+
+    Along each axis the crop needs ``n`` windows of ``roi`` voxels at MONAI's interval ``roi·(1-overlap)``;
+    those windows reach ``roi + (n-1)·interval`` voxels, so the box is widened to that span: the network
+    sees real image context instead of overlapping its own windows more than needed, at no extra cost.
+    A box smaller than one window grows to one window (as :func:`grow_box`).
+    """
+    spans = []
+    for piece, size, limit in zip(box, roi, shape):
+        extent = max(piece.stop - piece.start, min(size, limit))
+        count = len(window_starts(extent, size, overlap))
+        spans.append(size + (count - 1) * max(1, int(size * (1.0 - overlap))) if extent > size else size)
+    return grow_box(box, spans, shape)
 
 
 def looks_like_ct(image: Image) -> bool:
@@ -211,6 +227,8 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
     """
+    for item in (image if isinstance(image, (list, tuple)) else [image]):
+        item.require_finite()
     if model.card.task == "brain-extraction":
         from .brain import extract_brain
         return extract_brain(image, model, device, progress, cancel)
@@ -237,7 +255,7 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
         channels.append(np.ascontiguousarray(array.transpose(2, 1, 0)))       # [k,j,i] → (X, Y, Z)
     box = foreground_box(channels[0], spacing, ct_like) if crop_foreground else tuple(slice(0, s) for s in size)
     roi = tuple(model.roi_size) + ((1,) if model.spatial_dims == 2 else ())
-    box = grow_box(box, roi, size)
+    box = fit_box_to_windows(box, roi, model.overlap, size)
     volume = normalise(torch.from_numpy(np.stack(channels)), model.normalisation)
     del channels
     cropped = volume[(slice(None),) + box].contiguous()
@@ -313,6 +331,7 @@ def run_lesion_model(image: Image, model: LoadedModel, seeds_ras: Optional[list]
     on the input grid (where two lesions overlap, the earlier seed keeps the voxel)."""
     if not seeds_ras:
         raise InputError(f"Model '{model.card.id}' is promptable: give a seed point with --seed R,A,S (RAS mm).")
+    image.require_finite()
     for seed in seeds_ras:
         check_seed(image, seed)
     try:

@@ -6,6 +6,10 @@ and its per-class accumulator is dropped, so per-class scores never exist for th
 accumulated as Gaussian-importance-weighted logits (like MONAI ``mode="gaussian"``); no normalisation by the
 weight sum is needed because it is positive and common to all classes (argmax / sign unchanged).
 A 2D network (``spatial_dims=2``) runs as windows of depth 1 with the Z axis squeezed (a slice inferer).
+
+On CPU a 3D ``nn.Module`` runs in the channels-last (NDHWC) memory format, which oneDNN's 3D convolutions
+handle ~1.3× faster than NCDHW at identical float32 results (up to rounding); the stitch buffer then keeps
+the class axis innermost too, so windows are added without a transpose.
 """
 from __future__ import annotations
 
@@ -38,6 +42,32 @@ def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125) -> torch
         weight = weight.unsqueeze(-1) * profile if axis else profile
     weight = weight / weight.max()
     return weight.clamp_min(1e-3)
+
+
+def prefer_channels_last(network: torch.nn.Module, choice: DeviceChoice, spatial_dims: int) -> bool:
+    """Put a 3D CPU network's weights in channels-last layout; True when inputs should follow.
+
+    TorchScript modules keep their layout (their graph may not accept it); CUDA keeps cuDNN's defaults.
+    """
+    if spatial_dims != 3 or choice.device.type != "cpu" or isinstance(network, torch.jit.ScriptModule):
+        return False
+    if not isinstance(network, torch.nn.Module):
+        return False
+    network.to(memory_format=torch.channels_last_3d)
+    return True
+
+
+#: Stitch in float32 (fastest to accumulate into) while the per-class slab buffer stays below this size;
+#: float16 above it (half the memory; argmax is unchanged except for near-ties).
+FLOAT32_STITCH_LIMIT_BYTES = 2 << 30
+
+
+def _zeros_buffer(channels: int, spatial: Sequence[int], dtype: torch.dtype, device, channels_last: bool) -> torch.Tensor:
+    """Per-class accumulator ``(C, X, Y, z)``; stored class-innermost when the logits arrive channels-last,
+    so each window is added without a transpose."""
+    if channels_last:
+        return torch.zeros((*spatial, channels), dtype=dtype, device=device).permute(3, 0, 1, 2)
+    return torch.zeros((channels, *spatial), dtype=dtype, device=device)
 
 
 def _reduce(scores: torch.Tensor, activation: str, channel_labels: dict) -> np.ndarray:
@@ -83,7 +113,8 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
         weight = weight.unsqueeze(-1)
     if accumulate_dtype is None:
         buffer_bytes = out_channels * padded[0] * padded[1] * roi[2] * 4
-        accumulate_dtype = torch.float16 if buffer_bytes > 128 * 2**20 else torch.float32
+        accumulate_dtype = torch.float16 if buffer_bytes > FLOAT32_STITCH_LIMIT_BYTES else torch.float32
+    channels_last = prefer_channels_last(predictor, choice, spatial_dims)
     total = len(starts[0]) * len(starts[1]) * len(starts[2])
     labels = np.zeros(padded, dtype=np.uint8)
     eta = EtaEstimator()
@@ -92,12 +123,16 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
     z_starts = starts[2]
     for z_index, z0 in enumerate(z_starts):
         if buffer is None:
-            buffer = torch.zeros((out_channels, padded[0], padded[1], roi[2]), dtype=accumulate_dtype,
-                                 device=choice.sw_device)
+            buffer = _zeros_buffer(out_channels, (padded[0], padded[1], roi[2]), accumulate_dtype,
+                                   choice.sw_device, channels_last)
             buffer_start = z0
         elif z0 > buffer_start:                                    # slide the buffer to start at z0
             shift = z0 - buffer_start
-            buffer = torch.cat([buffer[..., shift:], torch.zeros_like(buffer[..., :shift])], dim=-1)
+            carried = buffer[..., shift:]
+            buffer = _zeros_buffer(out_channels, (padded[0], padded[1], roi[2]), accumulate_dtype,
+                                   choice.sw_device, channels_last)
+            buffer[..., :roi[2] - shift] = carried
+            del carried
             buffer_start = z0
         windows = [(x0, y0) for x0 in starts[0] for y0 in starts[1]]
         for batch_start in range(0, len(windows), sw_batch_size):
@@ -106,6 +141,8 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
             batch_windows = windows[batch_start:batch_start + sw_batch_size]
             batch = torch.stack([volume[:, x0:x0 + roi[0], y0:y0 + roi[1], z0:z0 + roi[2]]
                                  for x0, y0 in batch_windows]).to(choice.device)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last_3d)
             with torch.inference_mode():
                 with choice.autocast():
                     logits = predictor(batch[..., 0]).unsqueeze(-1) if spatial_dims == 2 else predictor(batch)

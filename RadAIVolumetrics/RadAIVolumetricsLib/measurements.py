@@ -98,6 +98,7 @@ def measure_segments(labelmap: Image, image: Optional[Image] = None, labels: Opt
     label_array = as_label_array(labelmap)
     if image is not None:
         image.require_same_grid(labelmap)
+        image.require_finite()
     wanted = resolve_labels(labelmap, labels)
     objects = ndimage.find_objects(label_array)
     rows = []

@@ -15,6 +15,8 @@ def register(subparsers) -> None:
     source.add_argument("--manifest", help="CSV with study, image, reference[, prediction][, group][, date]")
     source.add_argument("--pred", help="folder of predicted segmentations (paired with --ref by file name)")
     parser.add_argument("--ref", help="folder of reference segmentations (with --pred)")
+    parser.add_argument("--pred-b", help="folder of a second model's or reader's segmentations, paired by file "
+                                         "name, compared with --pred (manifest: column prediction_b)")
     parser.add_argument("--model", help="model id: segment studies that have an image but no prediction")
     parser.add_argument("--labels", help="comma-separated label names or ids (default: all in the reference)")
     parser.add_argument("--tolerance-mm", type=float, default=1.0, help="normalised surface Dice tolerance (mm)")
@@ -47,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from ..validation.outputs import write_outputs
     if args.pred and not args.ref:
         raise InputError("--pred needs --ref (the folder of reference segmentations).")
-    rows = read_manifest(args.manifest) if args.manifest else rows_from_folders(args.pred, args.ref)
+    if args.pred_b and not args.pred:
+        raise InputError("--pred-b goes with --pred and --ref; in a manifest, use the column prediction_b.")
+    rows = read_manifest(args.manifest) if args.manifest else rows_from_folders(args.pred, args.ref, args.pred_b)
     if not rows:
         raise InputError("No studies found to evaluate.")
     out_dir = Path(args.out)
@@ -62,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for label, values in summary["labels"].items():
             print(f"{label}: Dice {values['dice_mean']:.3f} over {values['studies']} studies")
+        for label, values in summary["comparison"].items():
+            if values["studies"]:
+                print(f"{label}: A − B Dice {values['dice_difference_mean']:+.3f}, A vs B Dice "
+                      f"{values['dice_a_vs_b_mean']:.3f} over {values['studies']} studies")
         for failure in summary["studies_failed"]:
             print(f"not evaluated: {failure['study']}: {failure['error']}")
         print(f"report: {paths['report_html']}")

@@ -1,7 +1,8 @@
 """Evaluate predictions against reference segmentations over a cohort.
 
-Input is a manifest (CSV with ``study, image, reference[, prediction][, group][, date]``)
-or two folders matched by file name. Per study and label it computes
+Input is a manifest (CSV with ``study, image, reference[, prediction][, prediction_b][, group][, date]``)
+or two folders matched by file name (a third, ``--pred-b``, for a second model or reader; see
+:mod:`.comparison`). Per study and label it computes
 :func:`.metrics.overlap_metrics` and :func:`.metrics.lesion_detection` on the
 reference grid; the summary adds bootstrap 95 % CIs (study-level resampling),
 Bland–Altman and ICC(2,1) of volumes, subgroup tables and drift windows.
@@ -24,6 +25,7 @@ from RadAISegmentLib.image import Image
 from RadAISegmentLib.io import read_labelmap
 
 from .agreement import bland_altman, bootstrap_ci, drift_windows, icc_2_1, mean_defined
+from .comparison import summarise_comparison
 from .metrics import lesion_detection, overlap_metrics, sensitivity_by_size
 
 
@@ -37,6 +39,7 @@ class StudyRow:
     image: Optional[Path] = None
     group: str = ""
     date: Optional[dt.date] = None
+    prediction_b: Optional[Path] = None          # a second model's or reader's segmentation (optional)
 
 
 @dataclass
@@ -47,6 +50,8 @@ class StudyResult:
     per_label: dict[str, dict] = field(default_factory=dict)
     detections: dict[str, object] = field(default_factory=dict)
     error: Optional[str] = None
+    per_label_b: dict[str, dict] = field(default_factory=dict)     # B against the reference
+    a_vs_b: dict[str, dict] = field(default_factory=dict)          # A against B
 
 
 def read_manifest(path: str | os.PathLike) -> list[StudyRow]:
@@ -66,20 +71,23 @@ def read_manifest(path: str | os.PathLike) -> list[StudyRow]:
             resolve = lambda key: (base / row[key]) if row.get(key) else None
             date = dt.date.fromisoformat(row["date"]) if row.get("date") else None
             rows.append(StudyRow(row["study"], resolve("reference"), resolve("prediction"), resolve("image"),
-                                 row.get("group", "") or "", date))
+                                 row.get("group", "") or "", date, resolve("prediction_b")))
     return rows
 
 
-def rows_from_folders(prediction_dir: str | os.PathLike, reference_dir: str | os.PathLike) -> list[StudyRow]:
-    """Pair files with the same name in two folders (a reference without prediction is kept and reported)."""
-    prediction_dir, reference_dir = Path(prediction_dir), Path(reference_dir)
-    for folder in (prediction_dir, reference_dir):
+def rows_from_folders(prediction_dir: str | os.PathLike, reference_dir: str | os.PathLike,
+                      prediction_b_dir: Optional[str | os.PathLike] = None) -> list[StudyRow]:
+    """Pair files with the same name in two (or three) folders (a reference without prediction is kept and
+    reported)."""
+    folders = [Path(prediction_dir), Path(reference_dir)] + ([Path(prediction_b_dir)] if prediction_b_dir else [])
+    for folder in folders:
         if not folder.is_dir():
             raise InputError(f"{folder} is not a folder.")
     rows = []
-    for reference in sorted(p for p in reference_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for reference in sorted(p for p in folders[1].iterdir() if p.is_file() and not p.name.startswith(".")):
         study = reference.name.split(".")[0]
-        rows.append(StudyRow(study, reference, prediction_dir / reference.name))
+        rows.append(StudyRow(study, reference, folders[0] / reference.name,
+                             prediction_b=folders[2] / reference.name if prediction_b_dir else None))
     return rows
 
 
@@ -108,28 +116,45 @@ def label_ids(labelmap: Image, wanted: Optional[Sequence[str]]) -> dict[str, int
     return result
 
 
+def _read_on_reference(path: Optional[Path], reference: Image, resample: bool, what: str) -> Image:
+    if path is None or not path.exists():
+        raise InputError(f"{what} file missing: {path}")
+    labelmap = read_labelmap(path)
+    if not reference.same_grid(labelmap):
+        if not resample:
+            raise GeometryMismatchError(
+                f"{what} and reference grids differ ({reference.grid_difference(labelmap)}); "
+                f"pass --resample to resample the {what} onto the reference grid")
+        labelmap = resample_labels_onto(labelmap, reference)
+    return labelmap
+
+
+def _mask_for(labelmap: Image, name: str, label: int) -> np.ndarray:
+    """The voxels of the segment with the same name, else the same label value."""
+    names = {info.name.lower(): info.label for info in labelmap.segments}
+    return labelmap.array == names.get(name.lower(), label)
+
+
 def evaluate_study(row: StudyRow, labels: Optional[Sequence[str]] = None, tolerance_mm: float = 1.0,
                    resample: bool = False) -> StudyResult:
     """Metrics for one study; errors are captured in ``StudyResult.error`` (the cohort continues)."""
     result = StudyResult(row.study, row.group, row.date)
     try:
-        if row.prediction is None or not row.prediction.exists():
-            raise InputError(f"prediction file missing: {row.prediction}")
         reference = read_labelmap(row.reference)
-        predicted = read_labelmap(row.prediction)
-        if not reference.same_grid(predicted):
-            if not resample:
-                raise GeometryMismatchError(
-                    f"prediction and reference grids differ ({reference.grid_difference(predicted)}); "
-                    "pass --resample to resample the prediction onto the reference grid")
-            predicted = resample_labels_onto(predicted, reference)
+        predicted = _read_on_reference(row.prediction, reference, resample, "prediction")
+        second = (_read_on_reference(row.prediction_b, reference, resample, "prediction B")
+                  if row.prediction_b is not None else None)
         for name, label in label_ids(reference, labels).items():
             ref_mask = reference.array == label
-            predicted_names = {info.name.lower(): info.label for info in predicted.segments}
-            pred_label = predicted_names.get(name.lower(), label)   # same name, else the same label value
-            pred_mask = predicted.array == pred_label
+            pred_mask = _mask_for(predicted, name, label)
             result.per_label[name] = overlap_metrics(pred_mask, ref_mask, reference.spacing_mm, tolerance_mm).as_dict()
             result.detections[name] = lesion_detection(pred_mask, ref_mask, reference.spacing_mm)
+            if second is not None:
+                second_mask = _mask_for(second, name, label)
+                result.per_label_b[name] = overlap_metrics(second_mask, ref_mask, reference.spacing_mm,
+                                                           tolerance_mm).as_dict()
+                result.a_vs_b[name] = overlap_metrics(pred_mask, second_mask, reference.spacing_mm,
+                                                      tolerance_mm).as_dict()
     except (RadAIError, OSError, ValueError) as error:
         result.error = str(error)
     return result
@@ -174,6 +199,7 @@ def summarise(results: Sequence[StudyResult], n_bootstrap: int = 1000, seed: int
     ok = [r for r in results if r.error is None]
     labels = sorted({label for r in ok for label in r.per_label})
     summary = {"labels": {label: _summary_for(ok, label, n_bootstrap, seed) for label in labels},
+               "comparison": summarise_comparison(ok, labels, n_bootstrap, seed),
                "studies_evaluated": len(ok),
                "studies_failed": [{"study": r.study, "error": r.error} for r in results if r.error],
                "bootstrap": {"resamples": n_bootstrap, "seed": seed, "level": "study"}}

@@ -16,7 +16,8 @@ from .evaluate import StudyResult
 
 PER_STUDY_COLUMNS = ("study", "group", "date", "label", "dice", "iou", "hd95_mm", "assd_mm", "nsd", "tolerance_mm",
                      "reference_volume_ml", "predicted_volume_ml", "volume_difference_ml", "volume_error_percent",
-                     "status", "lesions_reference", "lesions_detected", "false_positive_lesions", "error")
+                     "status", "lesions_reference", "lesions_detected", "false_positive_lesions",
+                     "dice_b", "volume_b_ml", "dice_a_vs_b", "error")
 
 
 def per_study_rows(results: Sequence[StudyResult]) -> list[dict]:
@@ -32,6 +33,10 @@ def per_study_rows(results: Sequence[StudyResult]) -> list[dict]:
                          "lesions_reference": detection.true_positives + detection.false_negatives,
                          "lesions_detected": detection.true_positives,
                          "false_positive_lesions": detection.false_positives, "error": ""})
+            if label in result.per_label_b:
+                rows[-1].update(dice_b=result.per_label_b[label]["dice"],
+                                volume_b_ml=result.per_label_b[label]["predicted_volume_ml"],
+                                dice_a_vs_b=result.a_vs_b[label]["dice"])
     return rows
 
 
@@ -106,6 +111,16 @@ def write_outputs(results: Sequence[StudyResult], summary: dict, out_dir: Path, 
         if _plot_bland_altman(results, label, summary["labels"][label], plot):
             paths[f"bland_altman_{label}"] = plot
             report.image(plot, f"Volume agreement for {label}: bias (solid) and 95 % limits of agreement (dashed)")
+    comparison = [{"label": label, **values} for label, values in summary.get("comparison", {}).items()
+                  if values["studies"]]
+    if comparison:
+        report.heading("Two segmenters compared (A = prediction, B = second model or reader)")
+        report.table(comparison, [("label", "Label"), ("studies", "Studies"), ("dice_a_mean", "Dice A"),
+                                  ("dice_b_mean", "Dice B"), ("dice_difference_mean", "Dice A − B"),
+                                  ("dice_difference_ci95", "A − B 95 % CI"), ("dice_a_vs_b_mean", "Dice A vs B"),
+                                  ("volume_icc_a_b", "Volume ICC(2,1) A, B")],
+                     caption="A confidence interval of A − B that excludes 0 means one segmenter is better on "
+                             "these studies; Dice A vs B is how far the two agree with each other.")
     if summary["subgroups"]:
         report.heading("Subgroups")
         sub_rows = [{"group": group, "label": label, **values}
