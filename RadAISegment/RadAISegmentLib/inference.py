@@ -23,7 +23,7 @@ from .image import Image
 from .io import to_sitk
 from .models.loaders import LoadedModel, load_from_card
 from .progress import CancelToken, ProgressCallback, no_progress
-from .sliding import sliding_window_labels, window_starts
+from .sliding import sliding_window_labels, windows_span
 
 RAS_AXES_LPS = np.array([[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]]).T   # columns: R, A, S in LPS
 FAST_MIN_SPACING_MM = 3.0
@@ -178,11 +178,7 @@ def fit_box_to_windows(box: Sequence[slice], roi: Sequence[int], overlap: float,
     sees real image context instead of overlapping its own windows more than needed, at no extra cost.
     A box smaller than one window grows to one window (as :func:`grow_box`).
     """
-    spans = []
-    for piece, size, limit in zip(box, roi, shape):
-        extent = max(piece.stop - piece.start, min(size, limit))
-        count = len(window_starts(extent, size, overlap))
-        spans.append(size + (count - 1) * max(1, int(size * (1.0 - overlap))) if extent > size else size)
+    spans = [windows_span(piece.stop - piece.start, size, overlap) for piece, size in zip(box, roi)]
     return grow_box(box, spans, shape)
 
 

@@ -23,13 +23,26 @@ from .device import DeviceChoice
 from .progress import CancelToken, EtaEstimator, ProgressCallback, no_progress
 
 
+def _interval(roi: int, overlap: float) -> int:
+    return max(1, int(roi * (1.0 - overlap)))
+
+
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Start indices along one axis (MONAI's scan rule: interval = roi·(1-overlap), last window flush)."""
     if size <= roi:
         return [0]
-    interval = max(1, int(roi * (1.0 - overlap)))
+    interval = _interval(roi, overlap)
     count = math.ceil((size - roi) / interval) + 1
     return sorted({min(i * interval, size - roi) for i in range(count)})
+
+
+def windows_span(size: int, roi: int, overlap: float) -> int:
+    """Voxels that the windows covering ``size`` voxels reach when none is pushed flush: ``roi`` for one
+    window, ``roi + (n-1)·interval`` for ``n`` (≥ ``size``)."""
+    if size <= roi:
+        return roi
+    count = math.ceil((size - roi) / _interval(roi, overlap)) + 1
+    return roi + (count - 1) * _interval(roi, overlap)
 
 
 def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
