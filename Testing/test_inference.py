@@ -207,3 +207,26 @@ def test_crop_box_grows_to_the_span_of_its_windows():
                 == len(window_starts(max(96, original.stop - original.start), 96, 0.25)))
     assert fit_box_to_windows((slice(0, 260),), (96,), 0.25, (266,)) == (slice(0, 266),)   # clipped to the volume
     assert grow_box((slice(120, 130),), (96,), (133,)) == (slice(37, 133),)                  # pushed inside
+
+
+def test_without_crop_output_equals_monai_gaussian_inferer(tiny_model):
+    """`radai segment --no-crop`: windows at MONAI's positions over the whole volume, so the labels equal
+    MONAI's `sliding_window_inference(mode="gaussian")` argmax on the same normalised volume (image already
+    on the model grid, so no resampling is involved). With the body crop, windows sit elsewhere."""
+    from RadAISegmentLib.inference import normalise
+    base = oblique_ct(shape_kji=(40, 44, 52))
+    image = Image(base.array, (2.0, 2.0, 2.0), (10.0, -5.0, 3.0), np.diag([-1.0, -1.0, 1.0]),
+                  metadata={"modality": "CT"})
+    spacing, direction, origin, size = model_grid(image, tiny_model)
+    assert size == image.shape_ijk and np.allclose(direction, image.direction_lps)       # no resampling
+    ours = segment_image(image, tiny_model, device="cpu", crop_foreground=False).array
+    volume = normalise(torch.from_numpy(image.array.transpose(2, 1, 0).astype(np.float32).copy())[None],
+                       tiny_model.normalisation)
+    with torch.no_grad():
+        logits = sliding_window_inference(volume[None], tiny_model.roi_size, 1, tiny_model.network,
+                                          overlap=tiny_model.overlap, mode="gaussian")
+    reference = logits[0].argmax(0).numpy().transpose(2, 1, 0)
+    labels = {info.label for info in tiny_model.segments}
+    assert labels and set(np.unique(ours)) <= labels | {0}
+    assert 0.05 < np.mean(ours > 0) < 0.95                                  # a real segmentation, not all one label
+    assert (ours == reference).mean() > 0.999

@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--fast", action="store_true", help="coarser spacing (faster, less detail)")
     parser.add_argument("--largest-component", action="store_true", help="keep the largest component per label")
+    parser.add_argument("--no-crop", action="store_true",
+                        help="run windows over the whole volume at MONAI's positions instead of cropping to the "
+                             "body first: output identical to the model's own MONAI inferer (slower)")
     parser.add_argument("--out", required=True, help="output labelmap (.nrrd, .nii.gz, .seg.nrrd)")
     parser.add_argument("--json", action="store_true", help="print labels written and timings as JSON")
     parser.set_defaults(func=run)
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         labelmap = run_lesion_model(image, model, seeds or None, args.box_mm, args.device, progress)
     else:
         labelmap = segment_image(image, model, device=args.device, fast=args.fast,
-                                 largest_component=args.largest_component, progress=progress)
+                                 largest_component=args.largest_component, progress=progress,
+                                 crop_foreground=not args.no_crop)
     timings["inference_s"] = time.perf_counter() - start
     start = time.perf_counter()
     out = Path(args.out)
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": args.model, "output": str(out), "labels": labels,
                           "timings": {k: round(v, 3) for k, v in timings.items()},
-                          "device": describe_device(args.device)["device"], "fast": bool(args.fast)}, indent=2))
+                          "device": describe_device(args.device)["device"], "fast": bool(args.fast),
+                          "body_crop": not args.no_crop}, indent=2))
     else:
         print(f"wrote {out} ({len(labels)} labels) in {sum(timings.values()):.1f} s")
     return 0
