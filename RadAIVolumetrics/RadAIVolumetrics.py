@@ -50,6 +50,7 @@ class RadAIVolumetricsParameterNode:
     bloodPoolLabel / myocardiumLabel: segment names (or ids) for EF and mass.
     heartRateBpm: for cardiac output (0 = not given).
     referenceSegmentation: the Validation tab's reference (segmentation = prediction).
+    secondSegmentation: optional second model's or reader's segmentation, compared with both.
     toleranceMm: surface Dice tolerance.
     timepointsJson: the Longitudinal tab's timepoints, ``[{"volume": node id, "segmentation": node id,
         "date": "YYYY-MM-DD"}, ...]`` (kept in the scene so the list survives leaving the module).
@@ -66,6 +67,7 @@ class RadAIVolumetricsParameterNode:
     myocardiumLabel: str = ""
     heartRateBpm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     referenceSegmentation: vtkMRMLSegmentationNode
+    secondSegmentation: vtkMRMLSegmentationNode
     toleranceMm: Annotated[float, WithinRange(0.0, 20.0)] = 1.0
     timepointsJson: str = "[]"
 
@@ -190,10 +192,9 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onValidate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Validation failed.", waitCursor=True):
             p = self._parameterNode
-            rows = self.logic.validate(p.segmentation, p.referenceSegmentation, p.toleranceMm)
-            self.ui.validationResultLabel.text = "\n".join(
-                f"{row['label']}: Dice {row['dice']:.3f}, HD95 {row['hd95_mm'] if row['hd95_mm'] is not None else '—'} mm"
-                for row in rows)
+            rows = self.logic.validate(p.segmentation, p.referenceSegmentation, p.toleranceMm,
+                                       p.secondSegmentation)
+            self.ui.validationResultLabel.text = self.logic.validationText(rows)
 
 
 class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
@@ -372,21 +373,35 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         return result.summary_text()
 
     # -- Validation tab -------------------------------------------------------------------------
-    def validate(self, predictedSegmentationNode, referenceSegmentationNode, toleranceMm: float = 1.0) -> list[dict]:
-        """Dice, HD95, NSD and volume error per reference segment, on the reference grid."""
-        from RadAIVolumetricsLib.validation.metrics import overlap_metrics
+    def validate(self, predictedSegmentationNode, referenceSegmentationNode, toleranceMm: float = 1.0,
+                 secondSegmentationNode=None) -> list[dict]:
+        """One row per reference segment, as in ``radai evaluate``'s per-study CSV (Dice, IoU, HD95, ASSD, NSD,
+        volumes, lesion detection; with a second model's or reader's segmentation also ``dice_b``,
+        ``volume_b_ml`` and ``dice_a_vs_b``), all on the reference grid."""
+        from RadAIVolumetricsLib.validation.evaluate import StudyResult, evaluate_labelmaps
+        from RadAIVolumetricsLib.validation.outputs import per_study_rows
         reference = self._labelmap(referenceSegmentationNode)
-        predicted = self._labelmap(predictedSegmentationNode)
-        reference.require_same_grid(predicted, what="prediction")
-        names = {info.name: info.label for info in predicted.segments}
-        rows = []
-        for label in reference.label_values():
-            name = reference.segment_for(label).name
-            predicted_label = names.get(name, label)
-            metrics = overlap_metrics(predicted.array == predicted_label, reference.array == label,
-                                      reference.spacing_mm, toleranceMm)
-            rows.append({"label": name, **metrics.as_dict()})
-        return rows
+        compared = []
+        for node, what in ((predictedSegmentationNode, "prediction"), (secondSegmentationNode, "second segmentation")):
+            labelmap = self._labelmap(node) if node is not None else None
+            if labelmap is not None:
+                reference.require_same_grid(labelmap, what=what)
+            compared.append(labelmap)
+        result = StudyResult(referenceSegmentationNode.GetName(), "", None)
+        return per_study_rows([evaluate_labelmaps(result, reference, *compared, tolerance_mm=toleranceMm)])
+
+    @staticmethod
+    def validationText(rows: list[dict]) -> str:
+        """One line per segment for the GUI: Dice and HD95 of the prediction (A), then B and A vs B if given."""
+        def number(value, digits):
+            return "—" if value is None else f"{value:.{digits}f}"
+        lines = []
+        for row in rows:
+            line = f"{row['label']}: Dice {number(row['dice'], 3)}, HD95 {number(row['hd95_mm'], 1)} mm"
+            if row.get("dice_b") is not None or row.get("dice_a_vs_b") is not None:
+                line += f"; B: Dice {number(row.get('dice_b'), 3)}; A vs B: Dice {number(row.get('dice_a_vs_b'), 3)}"
+            lines.append(line)
+        return "\n".join(lines)
 
 
 class RadAIVolumetricsTest(ScriptedLoadableModuleTest):

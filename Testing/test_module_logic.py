@@ -264,6 +264,30 @@ def test_volumetrics_validate_identical_nodes(volumetrics_module, abdomen_nodes,
     rows = volumetrics_module.RadAIVolumetricsLogic().validate(copy, segmentation)
     assert len(rows) == len(labels.label_values())
     assert all(row["dice"] == pytest.approx(1.0) for row in rows)
+    assert all(row.get("dice_b") is None for row in rows)
+
+
+def test_volumetrics_validate_second_reader(volumetrics_module, abdomen_nodes, slicer_scene):
+    """A second segmentation without the first label: its Dice (B) and its Dice with A are 0 there, 1 elsewhere;
+    its volume of the other labels equals the reference's."""
+    from RadAISegmentLib.mrml import segmentation_node_from_labelmap
+    volume, segmentation, labels = abdomen_nodes
+    dropped = labels.label_values()[0]
+    second_array = labels.array.copy()
+    second_array[second_array == dropped] = 0
+    second = segmentation_node_from_labelmap(labels.with_array(second_array), "reader 2", volume)
+    copy = segmentation_node_from_labelmap(labels, "organs copy", volume)
+    logic = volumetrics_module.RadAIVolumetricsLogic()
+    rows = logic.validate(copy, segmentation, 1.0, second)
+    by_label = {row["label"]: row for row in rows}
+    dropped_name = labels.segment_for(dropped).name
+    assert by_label[dropped_name]["dice_b"] == 0.0 and by_label[dropped_name]["dice_a_vs_b"] == 0.0
+    for name, row in by_label.items():
+        if name != dropped_name:
+            assert row["dice_b"] == pytest.approx(1.0) and row["dice_a_vs_b"] == pytest.approx(1.0)
+            assert row["volume_b_ml"] == pytest.approx(row["reference_volume_ml"])
+    text = logic.validationText(rows)
+    assert f"{dropped_name}: Dice 1.000" in text and "A vs B: Dice 0.000" in text
 
 
 def test_volumetrics_ejection_fraction_cardiac_phantom(volumetrics_module, slicer_scene):

@@ -135,6 +135,25 @@ def _mask_for(labelmap: Image, name: str, label: int) -> np.ndarray:
     return labelmap.array == names.get(name.lower(), label)
 
 
+def evaluate_labelmaps(result: StudyResult, reference: Image, predicted: Image, second: Optional[Image] = None,
+                       labels: Optional[Sequence[str]] = None, tolerance_mm: float = 1.0) -> StudyResult:
+    """Fill ``result`` with the metrics of ``predicted`` (and of a second model's or reader's ``second``, and
+    of the two against each other) for each reference label; all three labelmaps on the reference grid.
+    Segments are matched by name, else by label value. Used by ``radai evaluate`` and the Slicer tab."""
+    for name, label in label_ids(reference, labels).items():
+        ref_mask = reference.array == label
+        pred_mask = _mask_for(predicted, name, label)
+        result.per_label[name] = overlap_metrics(pred_mask, ref_mask, reference.spacing_mm, tolerance_mm).as_dict()
+        result.detections[name] = lesion_detection(pred_mask, ref_mask, reference.spacing_mm)
+        if second is not None:
+            second_mask = _mask_for(second, name, label)
+            result.per_label_b[name] = overlap_metrics(second_mask, ref_mask, reference.spacing_mm,
+                                                       tolerance_mm).as_dict()
+            result.a_vs_b[name] = overlap_metrics(pred_mask, second_mask, reference.spacing_mm,
+                                                  tolerance_mm).as_dict()
+    return result
+
+
 def evaluate_study(row: StudyRow, labels: Optional[Sequence[str]] = None, tolerance_mm: float = 1.0,
                    resample: bool = False) -> StudyResult:
     """Metrics for one study; errors are captured in ``StudyResult.error`` (the cohort continues)."""
@@ -144,17 +163,7 @@ def evaluate_study(row: StudyRow, labels: Optional[Sequence[str]] = None, tolera
         predicted = _read_on_reference(row.prediction, reference, resample, "prediction")
         second = (_read_on_reference(row.prediction_b, reference, resample, "prediction B")
                   if row.prediction_b is not None else None)
-        for name, label in label_ids(reference, labels).items():
-            ref_mask = reference.array == label
-            pred_mask = _mask_for(predicted, name, label)
-            result.per_label[name] = overlap_metrics(pred_mask, ref_mask, reference.spacing_mm, tolerance_mm).as_dict()
-            result.detections[name] = lesion_detection(pred_mask, ref_mask, reference.spacing_mm)
-            if second is not None:
-                second_mask = _mask_for(second, name, label)
-                result.per_label_b[name] = overlap_metrics(second_mask, ref_mask, reference.spacing_mm,
-                                                           tolerance_mm).as_dict()
-                result.a_vs_b[name] = overlap_metrics(pred_mask, second_mask, reference.spacing_mm,
-                                                      tolerance_mm).as_dict()
+        evaluate_labelmaps(result, reference, predicted, second, labels, tolerance_mm)
     except (RadAIError, OSError, ValueError) as error:
         result.error = str(error)
     return result
