@@ -66,6 +66,8 @@ def test_zoo_config_runs_end_to_end_untrusted(shared_data, tmp_path, name):
     expected = {"spleen_ct_segmentation": (3, 1, 2, (1.5, 1.5, 2.0)), "wholeBody_ct_segmentation": (3, 1, 105, (1.5,) * 3),
                 "ventricular_short_axis_3label": (2, 1, 4, None), "brats_mri_segmentation": (3, 4, 3, None)}[name]
     assert (model.spatial_dims, model.in_channels, model.out_channels, model.spacing_mm) == expected
+    inferer = json.loads((root / "configs" / "inference.json").read_text())["inferer"]
+    assert model.window_weighting == inferer.get("mode", "constant")       # wholeBody: gaussian; others: MONAI's default
     model.roi_size = tuple(min(r, 32) for r in model.roi_size)
     image = small_volume("MR" if name.startswith(("brats", "ventricular")) else "CT")
     inputs = [image] * model.in_channels if model.in_channels > 1 else image
@@ -134,3 +136,12 @@ def test_bundle_zip_loads_directly(shared_data, tmp_path):
     model = load_model_folder(archive)
     assert model.spatial_dims == 2 and model.extras["inferer"] == "SliceInferer"
     assert [s.name for s in model.segments] == ["lv_pool", "myocardium", "rv_pool"]
+
+
+def test_unknown_window_blending_is_a_model_error(shared_data, tmp_path):
+    root = make_bundle(shared_data, "spleen_ct_segmentation", tmp_path, SHRINK["spleen_ct_segmentation"])
+    config = json.loads((root / "configs" / "inference.json").read_text())
+    config["inferer"]["mode"] = "median"
+    (root / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="window blending 'median'"):
+        load_model_folder(root, trusted=False)

@@ -218,7 +218,7 @@ def largest_components(labels: np.ndarray) -> np.ndarray:
 def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,
                   largest_component: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None, crop_foreground: bool = True,
-                  window_weighting: str = "gaussian", stitch_dtype: Optional[torch.dtype] = None) -> Image:
+                  window_weighting: Optional[str] = None, stitch_dtype: Optional[torch.dtype] = None) -> Image:
     """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
@@ -263,7 +263,7 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
                                      spatial_dims=model.spatial_dims, activation=model.activation,
                                      channel_labels=model.channel_labels, progress=progress, cancel=cancel,
-                                     mode=window_weighting, accumulate_dtype=stitch_dtype)
+                                     mode=window_weighting or model.window_weighting, accumulate_dtype=stitch_dtype)
 
     crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
     labels_xyz = np.zeros(size, dtype=np.uint8)

@@ -30,6 +30,9 @@ class LoadedModel:
     the input must be reoriented to RAS first (MONAI Orientationd), else None (native axes).
     ``normalisation`` is a list of steps (see card.py). ``activation`` is ``"softmax"`` (argmax over channels,
     channel c → label c) or ``"sigmoid"`` (channel c > 0.5 → ``channel_labels[c]``, later channels win).
+    ``overlap`` and ``window_weighting`` (``"gaussian"`` | ``"constant"``) are the sliding-window settings the
+    model was validated with: a bundle's ``inferer`` (MONAI's default ``constant`` when it names none), a
+    card's ``network.overlap`` / ``network.window_weighting`` (default ``gaussian``, as nnU-Net).
     """
 
     card: ModelCard
@@ -43,6 +46,7 @@ class LoadedModel:
     roi_size: tuple[int, ...] = (96, 96, 96)
     sw_batch_size: int = 1
     overlap: float = 0.25
+    window_weighting: str = "gaussian"
     activation: str = "softmax"
     channel_labels: dict = field(default_factory=dict)
     segments: tuple[SegmentInfo, ...] = ()
@@ -92,6 +96,16 @@ def _segments(card: ModelCard, names: dict[int, str]) -> tuple[SegmentInfo, ...]
     return tuple(SegmentInfo(label=k, name=v, color_rgb=default_color(k)) for k, v in sorted(names.items()) if k > 0)
 
 
+def window_weighting(mode: Any, model_id: str) -> str:
+    """The model's window blending (MONAI ``SlidingWindowInferer(mode=...)``): ``"gaussian"`` or ``"constant"``."""
+    mode = str(mode).lower()
+    if mode not in ("gaussian", "constant"):
+        raise ModelError(f"Model '{model_id}' asks for window blending '{mode}'; RadAI supports 'gaussian' and "
+                         "'constant' (MONAI's two modes). Fix the card's network.window_weighting or the bundle's "
+                         "inferer mode.")
+    return mode
+
+
 def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedModel:
     patch = card.patch_size or (96, 96, 96)
     values = dict(spatial_dims=len(patch), in_channels=card.channels, spacing_mm=card.spacing_mm,
@@ -99,7 +113,8 @@ def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedMode
                   orientation=card.network.get("orientation"), activation=card.network.get("activation", "softmax"),
                   out_channels=int(card.network.get("out_channels", max([s.label for s in card.labels] + [1]) + 1)),
                   segments=card.labels, extras=dict(card.raw.get("pipeline", {})),
-                  overlap=float(card.network.get("overlap", 0.25)))
+                  overlap=float(card.network.get("overlap", 0.25)),
+                  window_weighting=window_weighting(card.network.get("window_weighting", "gaussian"), card.id))
     values.update(kwargs)
     return LoadedModel(card=card, network=network.eval(), **values)
 
@@ -163,6 +178,7 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     roi = tuple(int(r) for r in config.resolve(inferer.get("roi_size", [96] * spatial_dims), "inferer#roi_size"))
     sw_batch = int(config.resolve(inferer.get("sw_batch_size", 1), "inferer#sw_batch_size"))
     overlap = float(config.resolve(inferer.get("overlap", 0.25), "inferer#overlap"))
+    weighting = window_weighting(config.resolve(inferer.get("mode", "constant"), "inferer#mode"), card.id)
     activation = "softmax"
     for item in config.transforms("postprocessing"):
         if item["_name"] == "Activationsd" and config.resolve(item.get("sigmoid", False), "postprocessing"):
@@ -178,7 +194,8 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     return LoadedModel(card=card, network=network, spatial_dims=spatial_dims, in_channels=in_channels,
                        out_channels=out_channels, spacing_mm=spacing, orientation=orientation,
                        normalisation=normalisation, roi_size=roi, sw_batch_size=max(1, sw_batch),
-                       overlap=overlap, activation=activation, channel_labels=channel_labels,
+                       overlap=overlap, window_weighting=weighting, activation=activation,
+                       channel_labels=channel_labels,
                        segments=_segments(card, names),
                        extras={"inferer": inferer_name, "network_name": name, "bundle_root": str(root)})
 
