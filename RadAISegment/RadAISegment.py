@@ -55,7 +55,7 @@ def registerSampleData():
 class RadAISegmentParameterNode:
     """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
     installed or shipped model card), device ("auto", "cpu", "cuda"), fastMode (coarser spacing for quick CPU
-    runs), seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
+    runs), cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
     0 = model default), explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain),
     saliencyOpacity (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
     """
@@ -64,6 +64,7 @@ class RadAISegmentParameterNode:
     modelId: str = "lesion-roi"
     device: str = "auto"
     fastMode: bool = False
+    cropToBody: bool = True
     seedPoints: vtkMRMLMarkupsFiducialNode
     boxSizeMm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     explain: bool = False
@@ -326,7 +327,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         seeds = self.seedPointsRAS(parameterNode)
         return start_segmentation_job(image, parameterNode.modelId, seeds_ras=seeds,
                                       box_mm=parameterNode.boxSizeMm or None, device=parameterNode.device,
-                                      fast=parameterNode.fastMode)
+                                      fast=parameterNode.fastMode, crop_foreground=parameterNode.cropToBody)
 
     def finishSegmentation(self, job, parameterNode):
         """Main thread: turn a finished job's labelmap into a segmentation node (new unless chosen)."""

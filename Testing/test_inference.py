@@ -234,3 +234,22 @@ def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_
     assert labels and set(np.unique(ours)) <= labels | {0}
     assert 0.05 < np.mean(ours > 0) < 0.95                                  # a real segmentation, not all one label
     assert (ours == reference).mean() > 0.999
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_background_job_honours_the_crop_choice(tmp_path, monkeypatch, crop):
+    """The Slicer module's "Crop to body" reaches the engine: the job's labels equal ``segment_image`` with
+    the same choice, and differ from the other choice on a volume mostly made of air (windows move)."""
+    from RadAISegmentLib.inference import load_model
+    from RadAISegmentLib.jobs import start_segmentation_job
+    from RadAISegmentLib.models.cache import install_model
+    monkeypatch.setenv("RADAI_MODELS_DIR", str(tmp_path / "cache"))
+    install_model(make_model_folder(tmp_path / "tiny-unet", model_id="tiny-crop"))
+    image = oblique_ct(shape_kji=(20, 80, 80))                    # body in one corner, air elsewhere
+    model = load_model("tiny-crop", "cpu")
+    expected = segment_image(image, model, device="cpu", crop_foreground=crop).array
+    other = segment_image(image, model, device="cpu", crop_foreground=not crop).array
+    assert not np.array_equal(expected, other)
+    job = start_segmentation_job(image, "tiny-crop", device="cpu", crop_foreground=crop)
+    assert job.wait(120)
+    assert np.array_equal(job.result().array, expected)

@@ -300,16 +300,18 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
 
 def run_model(image: Image, model_id: str, seeds_ras: Optional[list] = None, box_mm: Optional[float] = None,
               device: str = "auto", fast: bool = False, progress: Optional[ProgressCallback] = None,
-              cancel: Optional[CancelToken] = None) -> Image:
+              cancel: Optional[CancelToken] = None, crop_foreground: bool = True) -> Image:
     """The one entry point for CLI, Slicer and batch: labelmap of ``image`` on its grid.
 
-    Promptable-lesion models need ``seeds_ras`` (RAS mm) and dispatch to :mod:`RadAISegmentLib.lesion.predict`.
+    Promptable-lesion models need ``seeds_ras`` (RAS mm) and dispatch to :mod:`RadAISegmentLib.lesion.predict`;
+    ``crop_foreground`` (organ models) as in :func:`segment_image`.
     """
     model = load_model(model_id, device)
     if model.card.task == "promptable-lesion":
         return run_lesion_model(image, model, seeds_ras, box_mm, device, progress, cancel)
     return segment_image(image, model, device=device, fast=fast, progress=progress, cancel=cancel,
-                         largest_component=bool(model.card.raw.get("largest_component", False)))
+                         largest_component=bool(model.card.raw.get("largest_component", False)),
+                         crop_foreground=crop_foreground)
 
 
 def check_seed(image: Image, seed_ras: Sequence[float]) -> None:

@@ -79,11 +79,11 @@ class BackgroundJob:
 
 
 def start_segmentation_job(image, model_id: str, seeds_ras=None, box_mm=None, device: str = "auto",
-                           fast: bool = False) -> BackgroundJob:
+                           fast: bool = False, crop_foreground: bool = True) -> BackgroundJob:
     """Start :func:`.inference.run_model` for one image in the background."""
     from .inference import run_model
 
     def work(progress, cancel):
         return run_model(image, model_id, seeds_ras=seeds_ras or None, box_mm=box_mm, device=device,
-                         fast=fast, progress=progress, cancel=cancel)
+                         fast=fast, progress=progress, cancel=cancel, crop_foreground=crop_foreground)
     return BackgroundJob(work, name=f"segment {model_id}")
