@@ -194,7 +194,8 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             rows = self.logic.validate(p.segmentation, p.referenceSegmentation, p.toleranceMm,
                                        p.secondSegmentation)
-            self.ui.validationResultLabel.text = self.logic.validationText(rows)
+            from RadAIVolumetricsLib.validation.outputs import case_rows_text
+            self.ui.validationResultLabel.text = case_rows_text(rows)
 
 
 class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
@@ -341,17 +342,7 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         from RadAIVolumetricsLib.mrml import plot_chart, table_node_from_rows
         timepoints, volumes = self._timepoints(volumeNodes, segmentationNodes, dates)
         result = compare_timepoints(timepoints)
-        names = [point["name"] for point in result.timepoints]
-        rows, columns = [], [("lesion", ""), ("status", "")]
-        columns += [(f"volume {name}", "mL") for name in names]
-        columns += [("volume change", "%"), (f"RECIST long axis {names[-1]}", "mm"), ("doubling time", "days")]
-        for lesion in result.lesions:
-            row = {"lesion": f"Lesion {lesion['id']}", "status": lesion["status"],
-                   "volume change": lesion["volume_change_percent"][-1],
-                   f"RECIST long axis {names[-1]}": lesion["recist_long_axis_mm"][-1],
-                   "doubling time": lesion["doubling_time_days"]}
-            row.update({f"volume {name}": lesion["volumes_ml"][i] for i, name in enumerate(names)})
-            rows.append(row)
+        rows, columns = result.track_table()
         scene = volumes[0].GetScene()
         table = table_node_from_rows(rows, columns, "Lesion tracking", scene=scene)
         days = [p["days_from_baseline"] if p["days_from_baseline"] is not None else i
@@ -389,19 +380,6 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
             compared.append(labelmap)
         result = StudyResult(referenceSegmentationNode.GetName(), "", None)
         return per_study_rows([evaluate_labelmaps(result, reference, *compared, tolerance_mm=toleranceMm)])
-
-    @staticmethod
-    def validationText(rows: list[dict]) -> str:
-        """One line per segment for the GUI: Dice and HD95 of the prediction (A), then B and A vs B if given."""
-        def number(value, digits):
-            return "—" if value is None else f"{value:.{digits}f}"
-        lines = []
-        for row in rows:
-            line = f"{row['label']}: Dice {number(row['dice'], 3)}, HD95 {number(row['hd95_mm'], 1)} mm"
-            if row.get("dice_b") is not None or row.get("dice_a_vs_b") is not None:
-                line += f"; B: Dice {number(row.get('dice_b'), 3)}; A vs B: Dice {number(row.get('dice_a_vs_b'), 3)}"
-            lines.append(line)
-        return "\n".join(lines)
 
 
 class RadAIVolumetricsTest(ScriptedLoadableModuleTest):

@@ -286,7 +286,8 @@ def test_volumetrics_validate_second_reader(volumetrics_module, abdomen_nodes, s
         if name != dropped_name:
             assert row["dice_b"] == pytest.approx(1.0) and row["dice_a_vs_b"] == pytest.approx(1.0)
             assert row["volume_b_ml"] == pytest.approx(row["reference_volume_ml"])
-    text = logic.validationText(rows)
+    from RadAIVolumetricsLib.validation.outputs import case_rows_text
+    text = case_rows_text(rows)
     assert f"{dropped_name}: Dice 1.000" in text and "A vs B: Dice 0.000" in text
 
 

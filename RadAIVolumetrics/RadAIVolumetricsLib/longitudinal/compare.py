@@ -56,6 +56,23 @@ class ComparisonResult:
                                  lesion["doubling_time_days"]])
         return buffer.getvalue()
 
+    def track_table(self) -> tuple[list[dict], list[tuple[str, str]]]:
+        """``(rows, columns)`` of the per-lesion table the Slicer module shows: one row per lesion track
+        (status, volume per timepoint, last volume change, last RECIST long axis, doubling time); columns as
+        ``(name, unit)``."""
+        names = [point["name"] for point in self.timepoints]
+        columns = [("lesion", ""), ("status", "")] + [(f"volume {name}", "mL") for name in names]
+        columns += [("volume change", "%"), (f"RECIST long axis {names[-1]}", "mm"), ("doubling time", "days")]
+        rows = []
+        for lesion in self.lesions:
+            row = {"lesion": f"Lesion {lesion['id']}", "status": lesion["status"],
+                   "volume change": lesion["volume_change_percent"][-1],
+                   f"RECIST long axis {names[-1]}": lesion["recist_long_axis_mm"][-1],
+                   "doubling time": lesion["doubling_time_days"]}
+            row.update({f"volume {name}": lesion["volumes_ml"][i] for i, name in enumerate(names)})
+            rows.append(row)
+        return rows, columns
+
     def summary_text(self) -> str:
         lines = [f"{len(self.timepoints)} timepoints, {len(self.lesions)} lesion tracks, targets {self.target_ids}."]
         for lesion in self.lesions:

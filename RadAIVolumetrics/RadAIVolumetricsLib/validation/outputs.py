@@ -40,6 +40,20 @@ def per_study_rows(results: Sequence[StudyResult]) -> list[dict]:
     return rows
 
 
+def case_rows_text(rows: Sequence[dict]) -> str:
+    """One line per segment of one case's rows (:func:`per_study_rows`): Dice and HD95 of the prediction (A),
+    then B's Dice and the Dice of A vs B when a second segmentation was compared."""
+    def number(value, digits):
+        return "—" if value is None or value == "" else f"{value:.{digits}f}"
+    lines = []
+    for row in rows:
+        line = f"{row['label']}: Dice {number(row.get('dice'), 3)}, HD95 {number(row.get('hd95_mm'), 1)} mm"
+        if row.get("dice_b") is not None or row.get("dice_a_vs_b") is not None:
+            line += f"; B: Dice {number(row.get('dice_b'), 3)}; A vs B: Dice {number(row.get('dice_a_vs_b'), 3)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def write_per_study_csv(results: Sequence[StudyResult], path: Path) -> Path:
     buffer = text_io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=PER_STUDY_COLUMNS, extrasaction="ignore")
