@@ -209,16 +209,17 @@ def test_crop_box_grows_to_the_span_of_its_windows():
     assert grow_box((slice(120, 130),), (96,), (133,)) == (slice(37, 133),)                  # pushed inside
 
 
-@pytest.mark.parametrize("blending", ["gaussian", "constant"])
-def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_model, blending):
+@pytest.mark.parametrize("blending, padding", [("gaussian", "constant"), ("constant", "replicate"),
+                                               ("gaussian", "reflect")])
+def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_model, blending, padding):
     """`radai segment --no-crop`: windows at MONAI's positions over the whole volume, blended as the model
     asks (`window_weighting`, a bundle's inferer `mode`), so the labels equal MONAI's
     `sliding_window_inference(mode=...)` argmax on the same normalised volume (image already on the model
     grid, so no resampling is involved). With the body crop, windows sit elsewhere."""
     import dataclasses
-    tiny_model = dataclasses.replace(tiny_model, window_weighting=blending)
+    tiny_model = dataclasses.replace(tiny_model, window_weighting=blending, padding_mode=padding)
     from RadAISegmentLib.inference import normalise
-    base = oblique_ct(shape_kji=(40, 44, 52))
+    base = oblique_ct(shape_kji=(12, 44, 52))             # 12 slices < the 16-voxel window: padded as the model says
     image = Image(base.array, (2.0, 2.0, 2.0), (10.0, -5.0, 3.0), np.diag([-1.0, -1.0, 1.0]),
                   metadata={"modality": "CT"})
     spacing, direction, origin, size = model_grid(image, tiny_model)
@@ -228,7 +229,7 @@ def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_
                        tiny_model.normalisation)
     with torch.no_grad():
         logits = sliding_window_inference(volume[None], tiny_model.roi_size, 1, tiny_model.network,
-                                          overlap=tiny_model.overlap, mode=blending)
+                                          overlap=tiny_model.overlap, mode=blending, padding_mode=padding)
     reference = logits[0].argmax(0).numpy().transpose(2, 1, 0)
     labels = {info.label for info in tiny_model.segments}
     assert labels and set(np.unique(ours)) <= labels | {0}

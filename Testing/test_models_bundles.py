@@ -68,6 +68,7 @@ def test_zoo_config_runs_end_to_end_untrusted(shared_data, tmp_path, name):
     assert (model.spatial_dims, model.in_channels, model.out_channels, model.spacing_mm) == expected
     inferer = json.loads((root / "configs" / "inference.json").read_text())["inferer"]
     assert model.window_weighting == inferer.get("mode", "constant")       # wholeBody: gaussian; others: MONAI's default
+    assert model.padding_mode == inferer.get("padding_mode", "constant")   # wholeBody: replicate
     model.roi_size = tuple(min(r, 32) for r in model.roi_size)
     image = small_volume("MR" if name.startswith(("brats", "ventricular")) else "CT")
     inputs = [image] * model.in_channels if model.in_channels > 1 else image

@@ -263,7 +263,8 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
                                      spatial_dims=model.spatial_dims, activation=model.activation,
                                      channel_labels=model.channel_labels, progress=progress, cancel=cancel,
-                                     mode=window_weighting or model.window_weighting, accumulate_dtype=stitch_dtype)
+                                     mode=window_weighting or model.window_weighting, accumulate_dtype=stitch_dtype,
+                                     padding_mode=model.padding_mode)
 
     crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
     labels_xyz = np.zeros(size, dtype=np.uint8)

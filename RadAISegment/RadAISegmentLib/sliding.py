@@ -102,8 +102,12 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
                           overlap: float = 0.25, sw_batch_size: int = 1, spatial_dims: int = 3,
                           activation: str = "softmax", channel_labels: Optional[dict] = None,
                           progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-                          accumulate_dtype: Optional[torch.dtype] = None, mode: str = "gaussian") -> np.ndarray:
+                          accumulate_dtype: Optional[torch.dtype] = None, mode: str = "gaussian",
+                          padding_mode: str = "constant") -> np.ndarray:
     """Labels (uint8, shape ``(X, Y, Z)``) of ``volume`` ``(C, X, Y, Z)`` by sliding-window inference.
+
+    An axis shorter than the window is padded symmetrically (as MONAI) with zeros (``padding_mode``
+    ``"constant"``) or by ``"replicate"`` / ``"reflect"``; ``mode`` is the window blending.
 
     ``predictor`` maps a batch ``(B, C, *roi)`` on ``choice.device`` to logits ``(B, out_channels, *roi)``.
     Stitching happens on ``choice.sw_device`` (CPU). Cancellation is checked before every window batch.
@@ -115,8 +119,8 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
     pad = [max(0, r - s) for r, s in zip(roi, shape)]
     before = [p // 2 for p in pad]                                  # symmetric, as MONAI pads
     if any(pad):
-        volume = torch.nn.functional.pad(volume, [p for d, b in zip(reversed(pad), reversed(before))
-                                                  for p in (b, d - b)])
+        widths = [p for d, b in zip(reversed(pad), reversed(before)) for p in (b, d - b)]
+        volume = torch.nn.functional.pad(volume[None], widths, mode=padding_mode)[0]
     padded = list(volume.shape[1:])
     starts = [window_starts(padded[a], roi[a], overlap if not (spatial_dims == 2 and a == 2) else 0.0)
               for a in range(3)]

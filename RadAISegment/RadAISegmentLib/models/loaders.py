@@ -30,9 +30,11 @@ class LoadedModel:
     the input must be reoriented to RAS first (MONAI Orientationd), else None (native axes).
     ``normalisation`` is a list of steps (see card.py). ``activation`` is ``"softmax"`` (argmax over channels,
     channel c → label c) or ``"sigmoid"`` (channel c > 0.5 → ``channel_labels[c]``, later channels win).
-    ``overlap`` and ``window_weighting`` (``"gaussian"`` | ``"constant"``) are the sliding-window settings the
-    model was validated with: a bundle's ``inferer`` (MONAI's default ``constant`` when it names none), a
-    card's ``network.overlap`` / ``network.window_weighting`` (default ``gaussian``, as nnU-Net).
+    ``overlap``, ``window_weighting`` (``"gaussian"`` | ``"constant"``) and ``padding_mode`` (how an image
+    smaller than one window is padded: ``"constant"`` zeros, ``"replicate"``, ``"reflect"``) are the
+    sliding-window settings the model was validated with: a bundle's ``inferer`` (MONAI's defaults
+    ``constant`` / ``constant`` when it names none), a card's ``network.overlap`` /
+    ``network.window_weighting`` (default ``gaussian``, as nnU-Net) / ``network.padding_mode``.
     """
 
     card: ModelCard
@@ -47,6 +49,7 @@ class LoadedModel:
     sw_batch_size: int = 1
     overlap: float = 0.25
     window_weighting: str = "gaussian"
+    padding_mode: str = "constant"
     activation: str = "softmax"
     channel_labels: dict = field(default_factory=dict)
     segments: tuple[SegmentInfo, ...] = ()
@@ -106,6 +109,15 @@ def window_weighting(mode: Any, model_id: str) -> str:
     return mode
 
 
+def padding_mode(mode: Any, model_id: str) -> str:
+    """How the model pads an image smaller than one window (MONAI ``SlidingWindowInferer(padding_mode=...)``)."""
+    mode = str(mode).lower()
+    if mode not in ("constant", "replicate", "reflect"):
+        raise ModelError(f"Model '{model_id}' asks for padding '{mode}'; RadAI supports 'constant', 'replicate' "
+                         "and 'reflect'. Fix the card's network.padding_mode or the bundle's inferer padding_mode.")
+    return mode
+
+
 def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedModel:
     patch = card.patch_size or (96, 96, 96)
     values = dict(spatial_dims=len(patch), in_channels=card.channels, spacing_mm=card.spacing_mm,
@@ -114,7 +126,8 @@ def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedMode
                   out_channels=int(card.network.get("out_channels", max([s.label for s in card.labels] + [1]) + 1)),
                   segments=card.labels, extras=dict(card.raw.get("pipeline", {})),
                   overlap=float(card.network.get("overlap", 0.25)),
-                  window_weighting=window_weighting(card.network.get("window_weighting", "gaussian"), card.id))
+                  window_weighting=window_weighting(card.network.get("window_weighting", "gaussian"), card.id),
+                  padding_mode=padding_mode(card.network.get("padding_mode", "constant"), card.id))
     values.update(kwargs)
     return LoadedModel(card=card, network=network.eval(), **values)
 
@@ -179,6 +192,7 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     sw_batch = int(config.resolve(inferer.get("sw_batch_size", 1), "inferer#sw_batch_size"))
     overlap = float(config.resolve(inferer.get("overlap", 0.25), "inferer#overlap"))
     weighting = window_weighting(config.resolve(inferer.get("mode", "constant"), "inferer#mode"), card.id)
+    padding = padding_mode(config.resolve(inferer.get("padding_mode", "constant"), "inferer#padding_mode"), card.id)
     activation = "softmax"
     for item in config.transforms("postprocessing"):
         if item["_name"] == "Activationsd" and config.resolve(item.get("sigmoid", False), "postprocessing"):
@@ -194,7 +208,7 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     return LoadedModel(card=card, network=network, spatial_dims=spatial_dims, in_channels=in_channels,
                        out_channels=out_channels, spacing_mm=spacing, orientation=orientation,
                        normalisation=normalisation, roi_size=roi, sw_batch_size=max(1, sw_batch),
-                       overlap=overlap, window_weighting=weighting, activation=activation,
+                       overlap=overlap, window_weighting=weighting, padding_mode=padding, activation=activation,
                        channel_labels=channel_labels,
                        segments=_segments(card, names),
                        extras={"inferer": inferer_name, "network_name": name, "bundle_root": str(root)})
