@@ -144,5 +144,5 @@ def test_unknown_window_blending_is_a_model_error(shared_data, tmp_path):
     config = json.loads((root / "configs" / "inference.json").read_text())
     config["inferer"]["mode"] = "median"
     (root / "configs" / "inference.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="window blending 'median'"):
+    with pytest.raises(ModelError, match="window_weighting 'median'"):
         load_model_folder(root, trusted=False)

@@ -99,23 +99,19 @@ def _segments(card: ModelCard, names: dict[int, str]) -> tuple[SegmentInfo, ...]
     return tuple(SegmentInfo(label=k, name=v, color_rgb=default_color(k)) for k, v in sorted(names.items()) if k > 0)
 
 
-def window_weighting(mode: Any, model_id: str) -> str:
-    """The model's window blending (MONAI ``SlidingWindowInferer(mode=...)``): ``"gaussian"`` or ``"constant"``."""
-    mode = str(mode).lower()
-    if mode not in ("gaussian", "constant"):
-        raise ModelError(f"Model '{model_id}' asks for window blending '{mode}'; RadAI supports 'gaussian' and "
-                         "'constant' (MONAI's two modes). Fix the card's network.window_weighting or the bundle's "
-                         "inferer mode.")
-    return mode
+#: Sliding-window settings RadAI implements: card key → (allowed values, the bundle inferer's key).
+INFERER_CHOICES = {"window_weighting": (("gaussian", "constant"), "mode"),
+                   "padding_mode": (("constant", "replicate", "reflect"), "padding_mode")}
 
 
-def padding_mode(mode: Any, model_id: str) -> str:
-    """How the model pads an image smaller than one window (MONAI ``SlidingWindowInferer(padding_mode=...)``)."""
-    mode = str(mode).lower()
-    if mode not in ("constant", "replicate", "reflect"):
-        raise ModelError(f"Model '{model_id}' asks for padding '{mode}'; RadAI supports 'constant', 'replicate' "
-                         "and 'reflect'. Fix the card's network.padding_mode or the bundle's inferer padding_mode.")
-    return mode
+def inferer_setting(name: str, value: Any, model_id: str) -> str:
+    """``value`` of the sliding-window setting ``name`` (see :data:`INFERER_CHOICES`), checked."""
+    allowed, bundle_key = INFERER_CHOICES[name]
+    value = str(value).lower()
+    if value not in allowed:
+        raise ModelError(f"Model '{model_id}' asks for {name} '{value}'; RadAI supports {', '.join(allowed)}. "
+                         f"Fix the card's network.{name} or the bundle's inferer {bundle_key}.")
+    return value
 
 
 def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedModel:
@@ -126,8 +122,9 @@ def _from_card(card: ModelCard, network: nn.Module, **kwargs: Any) -> LoadedMode
                   out_channels=int(card.network.get("out_channels", max([s.label for s in card.labels] + [1]) + 1)),
                   segments=card.labels, extras=dict(card.raw.get("pipeline", {})),
                   overlap=float(card.network.get("overlap", 0.25)),
-                  window_weighting=window_weighting(card.network.get("window_weighting", "gaussian"), card.id),
-                  padding_mode=padding_mode(card.network.get("padding_mode", "constant"), card.id))
+                  window_weighting=inferer_setting("window_weighting", card.network.get("window_weighting", "gaussian"),
+                                                   card.id),
+                  padding_mode=inferer_setting("padding_mode", card.network.get("padding_mode", "constant"), card.id))
     values.update(kwargs)
     return LoadedModel(card=card, network=network.eval(), **values)
 
@@ -191,8 +188,8 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     roi = tuple(int(r) for r in config.resolve(inferer.get("roi_size", [96] * spatial_dims), "inferer#roi_size"))
     sw_batch = int(config.resolve(inferer.get("sw_batch_size", 1), "inferer#sw_batch_size"))
     overlap = float(config.resolve(inferer.get("overlap", 0.25), "inferer#overlap"))
-    weighting = window_weighting(config.resolve(inferer.get("mode", "constant"), "inferer#mode"), card.id)
-    padding = padding_mode(config.resolve(inferer.get("padding_mode", "constant"), "inferer#padding_mode"), card.id)
+    weighting, padding = (inferer_setting(name, config.resolve(inferer.get(key, "constant"), f"inferer#{key}"), card.id)
+                          for name, (_, key) in INFERER_CHOICES.items())
     activation = "softmax"
     for item in config.transforms("postprocessing"):
         if item["_name"] == "Activationsd" and config.resolve(item.get("sigmoid", False), "postprocessing"):
