@@ -55,7 +55,8 @@ def registerSampleData():
 class RadAISegmentParameterNode:
     """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
     installed or shipped model card), device ("auto", "cpu", "cuda"), fastMode (coarser spacing for quick CPU
-    runs), cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
+    runs), cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups,
+    RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
     0 = model default), explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain),
     saliencyOpacity (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
     """

@@ -369,8 +369,11 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         """One row per reference segment, as in ``radai evaluate``'s per-study CSV (Dice, IoU, HD95, ASSD, NSD,
         volumes, lesion detection; with a second model's or reader's segmentation also ``dice_b``,
         ``volume_b_ml`` and ``dice_a_vs_b``), all on the reference grid."""
+        from RadAISegmentLib.errors import InputError
         from RadAIVolumetricsLib.validation.evaluate import StudyResult, evaluate_labelmaps
         from RadAIVolumetricsLib.validation.outputs import per_study_rows
+        if predictedSegmentationNode is None or referenceSegmentationNode is None:
+            raise InputError("Select the segmentation to validate and its reference segmentation.")
         reference = self._labelmap(referenceSegmentationNode)
         compared = []
         for node, what in ((predictedSegmentationNode, "prediction"), (secondSegmentationNode, "second segmentation")):

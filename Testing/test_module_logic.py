@@ -265,6 +265,9 @@ def test_volumetrics_validate_identical_nodes(volumetrics_module, abdomen_nodes,
     assert len(rows) == len(labels.label_values())
     assert all(row["dice"] == pytest.approx(1.0) for row in rows)
     assert all(row.get("dice_b") is None for row in rows)
+    from RadAISegmentLib.errors import InputError
+    with pytest.raises(InputError, match="Select the segmentation"):
+        volumetrics_module.RadAIVolumetricsLogic().validate(None, segmentation)
 
 
 def test_volumetrics_validate_second_reader(volumetrics_module, abdomen_nodes, slicer_scene):
