@@ -89,7 +89,7 @@ def make_model(folder: Path, ct_path: Path, labels_path: Path, train_steps: int)
     """A model folder (card + SegResNet weights) as the wholeBody bundle describes it, briefly trained.
 
     Random weights leave the 105 logits nearly tied, so any change of window placement flips the
-    argmax and "agreement" measures noise. ``train_steps`` Adam steps of cross-entropy on 64³ crops of
+    argmax and "agreement" measures noise. ``train_steps`` Adam steps of cross-entropy on 96³ crops of
     this benchmark's own CT and labels (at the 1.5 mm and 3 mm model grids) make the network decisive
     the way a trained model is, without claiming any anatomy. 0 keeps the random weights.
     """

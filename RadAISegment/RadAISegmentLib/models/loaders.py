@@ -188,8 +188,10 @@ def load_bundle(card: ModelCard, trusted: Optional[bool] = None) -> LoadedModel:
     roi = tuple(int(r) for r in config.resolve(inferer.get("roi_size", [96] * spatial_dims), "inferer#roi_size"))
     sw_batch = int(config.resolve(inferer.get("sw_batch_size", 1), "inferer#sw_batch_size"))
     overlap = float(config.resolve(inferer.get("overlap", 0.25), "inferer#overlap"))
-    weighting, padding = (inferer_setting(name, config.resolve(inferer.get(key, "constant"), f"inferer#{key}"), card.id)
-                          for name, (_, key) in INFERER_CHOICES.items())
+    weighting = inferer_setting("window_weighting", config.resolve(inferer.get("mode", "constant"), "inferer#mode"),
+                                card.id)
+    padding = inferer_setting("padding_mode", config.resolve(inferer.get("padding_mode", "constant"),
+                                                             "inferer#padding_mode"), card.id)
     activation = "softmax"
     for item in config.transforms("postprocessing"):
         if item["_name"] == "Activationsd" and config.resolve(item.get("sigmoid", False), "postprocessing"):
