@@ -55,16 +55,11 @@ NETWORK_ARGS = dict(spatial_dims=3, in_channels=1, out_channels=105, init_filter
                     blocks_up=[1, 1, 1], dropout_prob=0.2)
 
 
-#: Phantom tissues: label, name, HU. Portal-venous contrast-enhanced values (liver ~105 HU, spleen ~125 HU
-#: against muscle ~40 HU), the phase most whole-body CT training sets are dominated by.
-TISSUES_HU = ((1, "fat", -100), (2, "soft tissue", 40), (3, "liver", 105), (4, "spleen", 125), (5, "vertebra", 700))
-
-
-def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0, tissues_hu=TISSUES_HU) -> None:
-    """CT-like volume and its labels: air 0, then ``tissues_hu`` (fat, soft tissue, liver, spleen, vertebra).
+def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0) -> None:
+    """CT-like volume and its labels: air 0, fat 1, soft tissue 2, liver 3, spleen 4, vertebra 5.
 
     The patient table (300 HU plate below the body) is in the image but labelled background, as in the
-    whole-body models it stands for (TotalSegmentator's classes have no table). Noise: Gaussian, SD 15 HU.
+    whole-body models it stands for (TotalSegmentator's classes have no table).
     """
     from RadAISegmentLib.image import Image
     from RadAISegmentLib.io import write_image
@@ -74,13 +69,12 @@ def make_ct(shape_ijk, spacing_mm, path: Path, labels_path: Path, seed: int = 0,
     x, y = (i - ni / 2) * spacing_mm[0], (j - nj / 2) * spacing_mm[1]
     slice_ = np.full((nj, ni), -1000, np.int16)
     labels = np.zeros((nj, ni), np.uint8)
-    hu_of = {label: hu for label, _, hu in tissues_hu}
     for label, hu, region in (
-            (1, hu_of[1], (x / 170) ** 2 + (y / 120) ** 2 < 1),
-            (2, hu_of[2], (x / 155) ** 2 + (y / 105) ** 2 < 1),
-            (3, hu_of[3], ((x + 60) / 70) ** 2 + ((y + 10) / 55) ** 2 < 1),  # liver
-            (4, hu_of[4], ((x - 70) / 35) ** 2 + ((y - 20) / 30) ** 2 < 1),  # spleen
-            (5, hu_of[5], (x / 18) ** 2 + ((y - 70) / 18) ** 2 < 1),         # vertebra
+            (1, -100, (x / 170) ** 2 + (y / 120) ** 2 < 1),
+            (2, 40, (x / 155) ** 2 + (y / 105) ** 2 < 1),
+            (3, 60, ((x + 60) / 70) ** 2 + ((y + 10) / 55) ** 2 < 1),       # liver
+            (4, 50, ((x - 70) / 35) ** 2 + ((y - 20) / 30) ** 2 < 1),       # spleen
+            (5, 700, (x / 18) ** 2 + ((y - 70) / 18) ** 2 < 1),             # vertebra
             (0, 300, (np.abs(y - 140) < 6) & (np.abs(x) < 200))):           # table: background
         slice_[region], labels[region] = hu, label
     array = np.empty((nk, nj, ni), np.int16)
@@ -120,18 +114,9 @@ def make_model(folder: Path, ct_path: Path, labels_path: Path, train_steps: int)
     return folder
 
 
-def train_briefly(network, card: dict, ct_path: Path, labels_path: Path, steps: int, crop: int = 96,
-                  learning_rate: float = 3e-3, organ_fraction: float = 0.5) -> None:
-    """Adam with cosine-decayed learning rate, cross-entropy on ``crop``³ windows, alternating the 1.5 mm and
-    3 mm grids.
-
-    - Windows are inference-sized: SegResNet's GroupNorm normalises each window, so a small window lying
-      inside one organ loses that organ's absolute intensity (32³ windows never learned liver or spleen).
-    - ``organ_fraction`` of the windows are centred on a random liver, spleen or vertebra voxel.
-    - The outputs of classes the phantom lacks start with bias -10 (a trained model's absent classes are
-      switched off too); otherwise Adam's per-step bound (the learning rate) spends hundreds of steps
-      pushing 99 tied logits down before the margins between real tissues grow.
-    """
+def train_briefly(network, card: dict, ct_path: Path, labels_path: Path, steps: int, crop: int = 96) -> None:
+    """Adam with cosine-decayed learning rate, cross-entropy on ``crop``³ windows (the inference window size,
+    so GroupNorm statistics match inference), alternating the 1.5 mm and 3 mm grids."""
     import SimpleITK as sitk
     import torch
     from types import SimpleNamespace
@@ -145,24 +130,15 @@ def train_briefly(network, card: dict, ct_path: Path, labels_path: Path, steps: 
         ct = sitk.GetArrayFromImage(_resample(image, *grid, False, float(image.array.min())))
         seg = sitk.GetArrayFromImage(_resample(labels, *grid, True, 0))
         x = normalise(torch.from_numpy(ct.transpose(2, 1, 0).copy())[None], card["input"]["normalisation"])
-        y = torch.from_numpy(seg.transpose(2, 1, 0).astype(np.int64).copy())
-        organ_voxels = [np.argwhere(seg.transpose(2, 1, 0) == label) for label in (3, 4, 5)]
-        volumes.append((x, y, organ_voxels))
-    with torch.no_grad():
-        network.conv_final[-1].conv.bias[len(TISSUES_HU) + 1:] = -10.0
+        volumes.append((x, torch.from_numpy(seg.transpose(2, 1, 0).astype(np.int64).copy())))
     rng = np.random.default_rng(0)
-    optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps), eta_min=learning_rate / 100)
+    optimiser = torch.optim.Adam(network.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps), eta_min=2e-5)
     network.train()
     for step in range(steps):
-        x, y, organ_voxels = volumes[step % 2]
+        x, y = volumes[step % 2]
         sizes = [min(crop, n // 8 * 8) for n in y.shape]                    # SegResNet needs multiples of 8
-        if rng.random() < organ_fraction:
-            voxels = organ_voxels[int(rng.integers(len(organ_voxels)))]
-            centre = voxels[int(rng.integers(len(voxels)))]
-            corner = [int(np.clip(c - size // 2, 0, n - size)) for c, n, size in zip(centre, y.shape, sizes)]
-        else:
-            corner = [int(rng.integers(0, n - size + 1)) for n, size in zip(y.shape, sizes)]
+        corner = [int(rng.integers(0, n - size + 1)) for n, size in zip(y.shape, sizes)]
         window = tuple(slice(c, c + size) for c, size in zip(corner, sizes))
         logits = network(x[(slice(None),) + window][None])
         loss = torch.nn.functional.cross_entropy(logits, y[window][None])
@@ -284,7 +260,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="radai-bench-") as tmp:
         tmp = Path(tmp)
         make_ct(shape, spacing, tmp / "ct.nrrd", tmp / "labels.nrrd")
-        key = f"steps{args.train_steps}_v2enhanced_{'x'.join(map(str, shape))}_{'x'.join(f'{v:g}' for v in spacing)}"
+        key = f"steps{args.train_steps}_crop96cos_{'x'.join(map(str, shape))}_{'x'.join(f'{v:g}' for v in spacing)}"
         cached = Path(args.network_cache) / key if args.network_cache else None
         if cached is not None and (cached / "card.json").exists():
             model = cached
