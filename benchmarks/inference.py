@@ -17,7 +17,10 @@ Weights: random weights leave the 105 logits tied, so the network is first train
 benchmark's own phantom (``--train-steps``; Adam, cosine-decayed learning rate, 96³ windows). Even so it is
 far from a trained model: 400 steps (~70 min on 2 cores) reach Dice 0.58 against the phantom's labels
 (``network_dice_vs_phantom_labels``), and MONAI's constant and Gaussian blending of the same windows agree
-only at Dice 0.991–0.993.
+only at Dice 0.991–0.993. A trial with contrast-enhanced phantom values (liver 105, spleen 125 HU) and
+organ-centred 96³ training windows (240 steps, commit 397cd96, reverted) reached Dice 0.69 against the labels
+but agreed with MONAI only at 0.89 (1.5 mm) / 0.97 (3 mm), MONAI constant vs Gaussian 0.94 / 0.98: a
+half-trained network that has begun to separate organs is less stable under window changes, not more.
 
 Agreement: multi-label Dice (voxels with equal non-zero label / mean non-zero count) between the two label
 volumes inside the body (HU > -500); over the whole volume too. ``dice_agreement_without_crop_vs_monai`` runs
@@ -32,6 +35,9 @@ and MONAI's plain path needs ~9 GB for the per-class output at that size, so it 
 the headline (the model's own spacing). At 3 mm one 96³ window of this SegResNet alone needs ~1.3 GB, which
 bounds how far below MONAI's peak any pipeline running the same network can go.
 ``--network-cache DIR`` keeps the trained benchmark network for later runs (400 steps take ~70 min).
+``--model PATH`` (a model folder or MONAI bundle with trained weights, e.g. the real wholeBody_ct_segmentation)
+and ``--image PATH`` (a real CT, file or DICOM folder) replace the stand-in network and the phantom; with a
+trained model, ``dice_agreement_vs_monai`` is the figure that settles what the crop costs.
 ``--json`` prints one JSON object (speedup_vs_monai, peak_rss_ratio_vs_monai, dice_agreement_vs_monai,
 lesion_seconds_per_lesion, per-spacing details).
 """
@@ -252,6 +258,12 @@ def main() -> None:
                         help="brief training of the benchmark network (0 = random weights)")
     parser.add_argument("--network-cache", help="folder to keep the briefly trained benchmark network in and reuse "
                                                 "on later runs with the same --train-steps (training takes minutes)")
+    parser.add_argument("--model", help="a model folder or MONAI bundle (folder or zip) with trained weights, e.g. "
+                                        "wholeBody_ct_segmentation with its models/model.pt, benchmarked instead "
+                                        "of the briefly trained stand-in (--train-steps is then ignored)")
+    parser.add_argument("--image", help="a real CT (file or DICOM folder) instead of the phantom; agreement is "
+                                        "then measured inside HU > -500 and there are no labels to score the "
+                                        "network against")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
@@ -259,26 +271,34 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="radai-bench-") as tmp:
         tmp = Path(tmp)
-        make_ct(shape, spacing, tmp / "ct.nrrd", tmp / "labels.nrrd")
+        phantom = tmp / "phantom.nrrd"
+        if not (args.model and args.image):                     # the stand-in network and/or the image
+            make_ct(shape, spacing, phantom, tmp / "labels.nrrd")
+        image_path = Path(args.image).resolve() if args.image else phantom
         key = f"steps{args.train_steps}_crop96cos_{'x'.join(map(str, shape))}_{'x'.join(f'{v:g}' for v in spacing)}"
         cached = Path(args.network_cache) / key if args.network_cache else None
-        if cached is not None and (cached / "card.json").exists():
+        if args.model:
+            model = Path(args.model).resolve()
+        elif cached is not None and (cached / "card.json").exists():
             model = cached
         else:
-            model = make_model(cached or tmp / "model", tmp / "ct.nrrd", tmp / "labels.nrrd", args.train_steps)
+            model = make_model(cached or tmp / "model", phantom, tmp / "labels.nrrd", args.train_steps)
         body = None
         for model_spacing in (float(s) for s in args.spacings.split(",")):
-            runs = {kind: measure(kind, tmp / "ct.nrrd", model, model_spacing, tmp / f"{kind}.npy")
+            runs = {kind: measure(kind, image_path, model, model_spacing, tmp / f"{kind}.npy")
                     for kind in ("monai", "monai-gaussian", "ours", "ours-nocrop")}
             ours, monai = np.load(tmp / "ours.npy"), np.load(tmp / "monai.npy")
             nocrop = np.load(tmp / "ours-nocrop.npy")
             monai_gaussian = np.load(tmp / "monai-gaussian.npy")
             if body is None:
                 from RadAISegmentLib.io import read_image
-                body = read_image(tmp / "ct.nrrd").array > -500
-            truth = read_labelmap_array(tmp / "labels.nrrd")
+                image = read_image(image_path)
+                body = image.array > -500
+                shape, spacing = tuple(image.shape_ijk), tuple(image.spacing_mm)
+            scored = not (args.model or args.image)              # phantom labels only fit the stand-in network
             results[f"{model_spacing:g}mm"] = {
-                "network_dice_vs_phantom_labels": dice_agreement(monai, truth, body),
+                "network_dice_vs_phantom_labels":
+                    dice_agreement(monai, read_labelmap_array(tmp / "labels.nrrd"), body) if scored else None,
                 "ours": runs["ours"], "monai": runs["monai"],
                 "speedup_vs_monai": runs["monai"]["seconds"] / runs["ours"]["seconds"],
                 "peak_rss_ratio_vs_monai": runs["ours"]["peak_rss_mb"] / runs["monai"]["peak_rss_mb"],
@@ -297,7 +317,8 @@ def main() -> None:
                "dice_agreement_vs_monai": first["dice_agreement_vs_monai"],
                "dice_agreement_without_crop_vs_monai": first["dice_agreement_without_crop_vs_monai"],
                "dice_agreement_vs_monai_gaussian": first["dice_agreement_vs_monai_gaussian"],
-               "network_training_steps": args.train_steps,
+               "network": str(args.model) if args.model else f"stand-in trained {args.train_steps} steps",
+               "image": str(args.image) if args.image else "phantom",
                "network_dice_vs_phantom_labels": first["network_dice_vs_phantom_labels"],
                "lesion_seconds_per_lesion": lesion_seconds, "lesion_note": lesion_note,
                "volume_shape_ijk": shape, "volume_spacing_mm": spacing, "cpu_threads": os.cpu_count(),
