@@ -217,7 +217,7 @@ def dice_agreement(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     a, b = a[region], b[region]
     both = np.count_nonzero((a == b) & (a > 0))
     total = np.count_nonzero(a > 0) + np.count_nonzero(b > 0)
-    return 1.0 if total == 0 else 2.0 * both / total
+    return float("nan") if total == 0 else 2.0 * both / total      # nothing segmented: no agreement to claim
 
 
 def read_labelmap_array(path: Path) -> np.ndarray:
