@@ -214,8 +214,8 @@ def test_crop_box_grows_to_the_span_of_its_windows():
 def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_model, blending, padding):
     """`radai segment --no-crop`: windows at MONAI's positions over the whole volume, blended and padded as
     the model asks (`window_weighting` / `padding_mode`, a bundle's inferer `mode` / `padding_mode`), so the
-    labels equal MONAI's `sliding_window_inference(mode=..., padding_mode=...)` argmax on the same normalised volume (image already on the model
-    grid, so no resampling is involved). With the body crop, windows sit elsewhere."""
+    labels equal MONAI's `sliding_window_inference(mode=..., padding_mode=...)` argmax on the same normalised
+    volume (image already on the model grid, so no resampling is involved). With the body crop, windows sit elsewhere."""
     import dataclasses
     tiny_model = dataclasses.replace(tiny_model, window_weighting=blending, padding_mode=padding)
     from RadAISegmentLib.inference import normalise

@@ -213,11 +213,11 @@ def measure(kind, image_path, model_folder, spacing, out) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def dice_agreement(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+def dice_agreement(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
     a, b = a[region], b[region]
     both = np.count_nonzero((a == b) & (a > 0))
     total = np.count_nonzero(a > 0) + np.count_nonzero(b > 0)
-    return float("nan") if total == 0 else 2.0 * both / total      # nothing segmented: no agreement to claim
+    return None if total == 0 else 2.0 * both / total      # nothing segmented: no agreement to claim (JSON null)
 
 
 def read_labelmap_array(path: Path) -> np.ndarray:
@@ -330,10 +330,10 @@ def main() -> None:
             print(f"{name}: ours {row['ours']['seconds']:.1f} s / {row['ours']['peak_rss_mb']:.0f} MB, MONAI "
                   f"{row['monai']['seconds']:.1f} s / {row['monai']['peak_rss_mb']:.0f} MB → speedup "
                   f"{row['speedup_vs_monai']:.2f}×, RSS ratio {row['peak_rss_ratio_vs_monai']:.2f}, "
-                  f"Dice {row['dice_agreement_vs_monai']:.4f}; targets (>= 2x, <= 0.5, >= 0.99): "
+                  f"Dice {row['dice_agreement_vs_monai'] or float('nan'):.4f}; targets (>= 2x, <= 0.5, >= 0.99): "
                   + ", ".join("met" if ok else "NOT met" for ok in (row["speedup_vs_monai"] >= 2.0,
                                                                      row["peak_rss_ratio_vs_monai"] <= 0.5,
-                                                                     row["dice_agreement_vs_monai"] >= 0.99)))
+                                                                     (row["dice_agreement_vs_monai"] or 0) >= 0.99)))
         print(f"lesion: {lesion_seconds} s/lesion ({lesion_note})")
 
 
