@@ -56,6 +56,13 @@ def test_output_is_on_exact_input_grid_with_card_segments(tiny_model):
 
 
 def test_sliding_window_matches_monai_sliding_window_inference():
+    """Same windows, same Gaussian weights (bit for bit MONAI's importance map, border clamp included), same
+    argmax: every label equals MONAI's. Weights rescaled to peak 1 before the 1e-3 clamp changed 107 of
+    48,285 labels here (top-two logit gaps up to 0.014, not rounding ties)."""
+    from monai.data.utils import compute_importance_map
+    from RadAISegmentLib.sliding import gaussian_importance
+    for roi in ((16, 16, 16), (96, 96, 96), (17, 9, 33)):
+        assert torch.equal(gaussian_importance(roi), compute_importance_map(roi, mode="gaussian", device="cpu"))
     torch.manual_seed(3)
     from monai.networks.nets import UNet
     network = UNet(3, 1, 4, channels=(4, 8), strides=(2,)).eval()
@@ -65,8 +72,7 @@ def test_sliding_window_matches_monai_sliding_window_inference():
     with torch.no_grad():
         reference = sliding_window_inference(volume[None], (16, 16, 16), 3, network, overlap=0.5,
                                              mode="gaussian").argmax(1)[0].numpy()
-    assert ours.shape == reference.shape
-    assert (ours == reference).mean() > 0.995
+    np.testing.assert_array_equal(ours, reference)
 
 
 def test_cancellation_stops_and_writes_nothing(tiny_model, tmp_path):
@@ -234,7 +240,7 @@ def test_without_crop_output_equals_monai_inferer_with_the_models_blending(tiny_
     labels = {info.label for info in tiny_model.segments}
     assert labels and set(np.unique(ours)) <= labels | {0}
     assert 0.05 < np.mean(ours > 0) < 0.95                                  # a real segmentation, not all one label
-    assert (ours == reference).mean() > 0.999
+    np.testing.assert_array_equal(ours, reference)                          # every voxel, not "agrees"
 
 
 def test_background_job_honours_the_crop_choice(tmp_path, monkeypatch):

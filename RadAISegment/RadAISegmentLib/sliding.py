@@ -46,15 +46,17 @@ def windows_span(size: int, roi: int, overlap: float) -> int:
 
 
 def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
-    """Separable Gaussian weight (peak 1) over a window, as MONAI's ``compute_importance_map``."""
+    """Separable Gaussian weight over a window, equal to MONAI's ``compute_importance_map(mode="gaussian")``:
+    the product of 1D Gaussians ``exp(-x² / 2σ²)`` (``x`` from the window centre in voxels, ``σ = size ·
+    sigma_scale``), not rescaled, clamped below at ``max(min, 1e-3)``. Rescaling before the clamp would change
+    the relative weight of the clamped window border and so the blended labels."""
     weight = torch.ones(())
     for axis, size in enumerate(roi):
-        centre = (size - 1) / 2.0
         sigma = max(size * sigma_scale, 1e-3)
-        profile = torch.exp(-0.5 * ((torch.arange(size, dtype=torch.float32) - centre) / sigma) ** 2)
+        offsets = torch.arange(-(size - 1) / 2.0, (size - 1) / 2.0 + 1, dtype=torch.float32)
+        profile = torch.exp(offsets ** 2 / (-2 * sigma ** 2))
         weight = weight.unsqueeze(-1) * profile if axis else profile
-    weight = weight / weight.max()
-    return weight.clamp_min(1e-3)
+    return weight.clamp_min(max(float(weight.min()), 1e-3))
 
 
 def prefer_channels_last(network: torch.nn.Module, choice: DeviceChoice, spatial_dims: int) -> bool:
