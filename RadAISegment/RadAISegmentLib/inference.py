@@ -17,8 +17,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .device import DeviceChoice, choose_device, run_with_cpu_fallback
+from .device import DeviceChoice, choose_device, cpu_bf16_instructions, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import InputError, ModelError
+from .grid_resample import grid_axes, image_to_model_grid, labels_to_input_grid
 from .image import Image
 from .io import to_sitk
 from .models.loaders import LoadedModel, load_from_card
@@ -31,7 +32,11 @@ CROP_MARGIN_MM = 5.0
 
 
 def model_grid(image: Image, model: LoadedModel, fast: bool = False) -> tuple[tuple, np.ndarray, np.ndarray, tuple]:
-    """(spacing (i,j,k) mm, direction LPS, origin LPS, size (i,j,k)) of the grid the network sees."""
+    """(spacing (X,Y,Z) mm, direction LPS, origin LPS, size (X,Y,Z)) of the grid the network sees.
+
+    The grid runs along the input's axes (permuted/flipped to RAS for ``Orientationd("RAS")`` models), starts
+    at the input's corner voxel centre and has ``round(extent / spacing) + 1`` voxels per axis, as MONAI's
+    ``Spacingd`` (``compute_shape_offset``): its last voxel may lie up to half a voxel beyond the input's."""
     direction = np.asarray(image.direction_lps)
     spacing = np.asarray(image.spacing_mm, dtype=float)
     if model.orientation:
@@ -55,7 +60,7 @@ def model_grid(image: Image, model: LoadedModel, fast: bool = False) -> tuple[tu
     corners_lps = image.index_to_lps(corners)
     local = (corners_lps - np.asarray(image.origin_lps)) @ direction          # coordinates along new axes
     low, high = local.min(0), local.max(0)
-    size = tuple(int(np.floor((h - l) / s + 1e-6)) + 1 for l, h, s in zip(low, high, spacing))
+    size = tuple(int(np.round((h - l) / s + 1.0)) for l, h, s in zip(low, high, spacing))   # as MONAI Spacingd
     origin = np.asarray(image.origin_lps) + direction @ low
     return tuple(float(s) for s in spacing), direction, origin, size
 
@@ -215,13 +220,40 @@ def largest_components(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def network_precision(model: LoadedModel, requested: str = "auto") -> str:
+    """``"bf16"`` or ``"fp32"``: the CPU arithmetic ``model`` runs in for ``requested`` (``auto|fp32|bf16``).
+
+    ``auto`` follows the card's ``network.precision`` when it pins one, keeps TorchScript networks in float32
+    (autocast does not reach inside a scripted graph reliably), and otherwise takes bfloat16 where the CPU has
+    bfloat16 instructions (:func:`RadAISegmentLib.device.resolve_cpu_precision`).
+    """
+    requested = str(requested or "auto").lower()
+    if requested == "auto":
+        pinned = str(model.card.network.get("precision", "auto")).lower()
+        if pinned != "auto":
+            requested = pinned
+        elif isinstance(model.network, torch.jit.ScriptModule):
+            return "fp32"
+    return resolve_cpu_precision(requested)
+
+
+def precision_report(choice: DeviceChoice) -> str:
+    """What ran, for users and logs: e.g. ``"bf16 (CPU autocast, avx512_bf16)"``, ``"fp32"``, ``"fp16 (CUDA)"``."""
+    if choice.precision == "bf16":
+        return f"bf16 (CPU autocast, {cpu_bf16_instructions() or 'emulated: no bf16 instructions'})"
+    return "fp16 (CUDA autocast)" if choice.precision == "fp16" else "fp32"
+
+
 def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,
                   largest_component: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None, crop_foreground: bool = True,
-                  window_weighting: Optional[str] = None, stitch_dtype: Optional[torch.dtype] = None) -> Image:
+                  window_weighting: Optional[str] = None, stitch_dtype: Optional[torch.dtype] = None,
+                  precision: str = "auto") -> Image:
     """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
+    ``precision`` (``auto|fp32|bf16``) is the CPU arithmetic (see :func:`network_precision`); the labelmap's
+    ``metadata["inference_precision"]`` says which ran.
     """
     for item in (image if isinstance(image, (list, tuple)) else [image]):
         item.require_finite()
@@ -241,14 +273,13 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     spacing, direction, origin, size = model_grid(reference, model, fast)
     same = _same_grid(reference, spacing, direction, origin, size)
     ct_like = looks_like_ct(reference)
+    axes = None if same else grid_axes(reference, spacing, direction, origin, size)
     channels = []
     for item in images:
         if same:
-            array = np.asarray(item.array, dtype=np.float32)
-        else:
-            default = float(np.min(item.array))
-            array = sitk.GetArrayFromImage(_resample(item, spacing, direction, origin, size, False, default))
-        channels.append(np.ascontiguousarray(array.transpose(2, 1, 0)))       # [k,j,i] → (X, Y, Z)
+            channels.append(np.ascontiguousarray(np.asarray(item.array, dtype=np.float32).transpose(2, 1, 0)))
+        else:                                                   # linear, edge value beyond the input's last voxel
+            channels.append(image_to_model_grid(item, axes))                  # (X, Y, Z)
     box = foreground_box(channels[0], spacing, ct_like) if crop_foreground else tuple(slice(0, s) for s in size)
     roi = tuple(model.roi_size) + ((1,) if model.spatial_dims == 2 else ())
     box = fit_box_to_windows(box, roi, model.overlap, size)
@@ -257,7 +288,12 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     cropped = volume[(slice(None),) + box].contiguous()
     progress(0.0, "running network")
 
+    cpu_precision = network_precision(model, precision)
+    ran: list[DeviceChoice] = []
+
     def work(run_choice: DeviceChoice) -> np.ndarray:
+        run_choice = run_choice.with_precision(cpu_precision)
+        ran.append(run_choice)
         network = model.network.to(run_choice.device)
         return sliding_window_labels(cropped, network, model.roi_size, model.out_channels, run_choice,
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
@@ -269,13 +305,10 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     crop_labels = run_with_cpu_fallback(work, choice, warn=lambda m: progress(0.0, m))
     labels_xyz = np.zeros(size, dtype=np.uint8)
     labels_xyz[box] = crop_labels
-    labels_kji = np.ascontiguousarray(labels_xyz.transpose(2, 1, 0))
     if same:
-        result = labels_kji
-    else:
-        model_labels = Image(labels_kji, spacing, tuple(origin), direction)
-        result = sitk.GetArrayFromImage(_resample(model_labels, reference.spacing_mm, reference.direction_lps,
-                                                  reference.origin_lps, reference.shape_ijk, True, 0))
+        result = np.ascontiguousarray(labels_xyz.transpose(2, 1, 0))
+    else:                                                       # nearest, border: edge structures keep their rim
+        result = labels_to_input_grid(labels_xyz, reference, axes)
     if largest_component:
         result = largest_components(result)
     if cancel is not None:
@@ -283,7 +316,9 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     progress(1.0, "done")
     present = set(np.unique(result).tolist())
     segments = tuple(s for s in model.segments if s.label in present) or tuple(model.segments)
-    return reference.with_array(result.astype(np.uint8), segments=segments)
+    return reference.with_array(result.astype(np.uint8), segments=segments,
+                                inference_precision=precision_report(ran[-1]),
+                                inference_device=str(ran[-1].device))
 
 
 @functools.lru_cache(maxsize=8)
@@ -301,18 +336,18 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
 
 def run_model(image: Image, model_id: str, seeds_ras: Optional[list] = None, box_mm: Optional[float] = None,
               device: str = "auto", fast: bool = False, progress: Optional[ProgressCallback] = None,
-              cancel: Optional[CancelToken] = None, crop_foreground: bool = True) -> Image:
+              cancel: Optional[CancelToken] = None, crop_foreground: bool = True, precision: str = "auto") -> Image:
     """The one entry point for CLI, Slicer and batch: labelmap of ``image`` on its grid.
 
     Promptable-lesion models need ``seeds_ras`` (RAS mm) and dispatch to :mod:`RadAISegmentLib.lesion.predict`;
-    ``crop_foreground`` (organ models) as in :func:`segment_image`.
+    ``crop_foreground`` and ``precision`` (organ models) as in :func:`segment_image`.
     """
     model = load_model(model_id, device)
     if model.card.task == "promptable-lesion":
         return run_lesion_model(image, model, seeds_ras, box_mm, device, progress, cancel)
     return segment_image(image, model, device=device, fast=fast, progress=progress, cancel=cancel,
                          largest_component=bool(model.card.raw.get("largest_component", False)),
-                         crop_foreground=crop_foreground)
+                         crop_foreground=crop_foreground, precision=precision)
 
 
 def check_seed(image: Image, seed_ras: Sequence[float]) -> None:
