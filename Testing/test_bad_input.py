@@ -33,9 +33,10 @@ def expect(error_type, words, func, path: Path):
 
 
 @pytest.fixture
-def series(shared_data, tmp_path) -> Path:
+def series(test_data, tmp_path) -> Path:
+    """A copy of the real 20-slice CT series (Testing/Data/ct-dicom, 256 x 208 pixels)."""
     target = tmp_path / "series"
-    shutil.copytree(shared_data / "totalsegmentator-examples" / "example_ct_dicom", target)
+    shutil.copytree(test_data / "ct-dicom", target)
     return target
 
 
@@ -60,9 +61,9 @@ def test_folder_without_images(tmp_path):
 def test_mixed_series_different_size(series):
     victim = sorted(series.iterdir())[3]
     data = pydicom.dcmread(victim)
-    small = data.pixel_array[:256, :256].copy()
+    small = data.pixel_array[:128, :128].copy()
     data.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    data.Rows, data.Columns, data.PixelData = 256, 256, small.tobytes()
+    data.Rows, data.Columns, data.PixelData = 128, 128, small.tobytes()
     data.save_as(victim)
     expect(DicomError, ["mixed series"], io.read_image, series)
 

@@ -16,15 +16,15 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_info_json_on_dicom_folder(shared_data):
-    folder = shared_data / "totalsegmentator-examples" / "example_ct_dicom"
+def test_info_json_on_dicom_folder(test_data):
+    folder = test_data / "ct-dicom"
     result = run_cli("info", folder, "--json")
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert {"shape", "spacing_mm", "origin", "direction", "coordinate_system", "modality", "min", "max",
             "series"} <= set(facts)
     image = io.read_image(folder)
-    assert facts["shape"] == list(image.shape_ijk) == [512, 512, 20]
+    assert facts["shape"] == list(image.shape_ijk) == [256, 208, 20]
     assert np.allclose(facts["spacing_mm"], image.spacing_mm) and np.allclose(facts["origin"], image.origin_lps)
     assert np.allclose(facts["direction"], image.direction_lps)
     assert facts["coordinate_system"] == "LPS" and facts["modality"] == "CT"
@@ -44,9 +44,9 @@ def test_info_bad_path(tmp_path):
     assert "no such file" in result.stderr.lower()
 
 
-def test_info_corrupt_dicom(shared_data, tmp_path):
+def test_info_corrupt_dicom(test_data, tmp_path):
     folder = tmp_path / "series"
-    shutil.copytree(shared_data / "totalsegmentator-examples" / "example_ct_dicom", folder)
+    shutil.copytree(test_data / "ct-dicom", folder)
     victim = sorted(folder.iterdir())[0]
     victim.write_bytes(victim.read_bytes()[:1500])
     result = run_cli("info", folder, "--json")

@@ -1,5 +1,8 @@
 """DICOM reading: real series geometry vs its NIfTI labels, sorting by position, rescale, laziness,
-multiple series, enhanced multi-frame (built from the real slices)."""
+multiple series, enhanced multi-frame (built from the real slices).
+
+The series is ``Testing/Data/ct-dicom``: the TotalSegmentator example CT (20 slices, JPEG 2000 lossless) cropped
+in-plane to 256 x 208 pixels, with its reference labels cropped alike (``Testing/Data/PROVENANCE.md``)."""
 from __future__ import annotations
 
 import random
@@ -14,8 +17,19 @@ from RadAISegmentLib import dicom, io
 
 
 @pytest.fixture(scope="module")
-def ct_dir(shared_data) -> Path:
-    return shared_data / "totalsegmentator-examples" / "example_ct_dicom"
+def ct_dir(test_data) -> Path:
+    return test_data / "ct-dicom"
+
+
+@pytest.fixture(scope="module")
+def ct_labels(test_data):
+    return io.read_image(test_data / "ct-dicom_labels.nii.gz")
+
+
+def corner_indices(ct) -> np.ndarray:
+    """The eight corner voxels of ``ct`` as (i, j, k) indices."""
+    return np.array([[i, j, k] for i in (0, ct.shape_ijk[0] - 1) for j in (0, ct.shape_ijk[1] - 1)
+                     for k in (0, ct.shape_ijk[2] - 1)], dtype=float)
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +37,14 @@ def ct(ct_dir):
     return io.read_image(ct_dir)
 
 
-def test_real_series_matches_nifti_labels(ct, shared_data, tmp_path):
-    seg = io.read_image(shared_data / "totalsegmentator-examples" / "example_seg_dicom.nii.gz")
+def test_real_series_matches_nifti_labels(ct, ct_labels, tmp_path):
+    seg = ct_labels
+    assert ct.shape_ijk == seg.shape_ijk == (256, 208, 20)
     assert np.allclose(ct.spacing_mm, seg.spacing_mm, atol=1e-3)
     # the NIfTI stores rows flipped: compare the physical position of every corner voxel
-    corners = np.array([[i, j, k] for i in (0, 511) for j in (0, 511) for k in (0, 19)], dtype=float)
+    corners = corner_indices(ct)
     seg_index = np.rint(seg.lps_to_index(ct.index_to_lps(corners)))
-    assert np.all(seg_index >= 0) and np.all(seg_index <= [511, 511, 19])
+    assert np.all(seg_index >= 0) and np.all(seg_index <= np.array(ct.shape_ijk) - 1)
     assert np.allclose(seg.index_to_lps(seg_index), ct.index_to_lps(corners), atol=1e-3)
     flip = seg_index[:, 1] != corners[:, 1]
     labels = seg.array[:, ::-1, :] if flip.any() else seg.array
@@ -101,7 +116,8 @@ def test_two_series_choose_largest_or_by_uid(ct_dir, tmp_path):
     for source in files:
         shutil.copy(source, tmp_path / source.name)
     other_uid = pydicom.uid.generate_uid()
-    for source in files[:5]:
+    by_position = sorted(files, key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    for source in by_position[:5]:                            # five contiguous slices: a complete second series
         data = pydicom.dcmread(source)
         data.SeriesInstanceUID = other_uid
         data.SOPInstanceUID = pydicom.uid.generate_uid()
@@ -146,10 +162,10 @@ def test_enhanced_multiframe_from_real_slices(ct, ct_dir, tmp_path):
     assert np.array_equal(image.array, ct.array) and image.same_grid(ct)
 
 
-def test_dicom_seg_frames_land_on_source_slices(ct, ct_dir, shared_data, tmp_path):
+def test_dicom_seg_frames_land_on_source_slices(ct, ct_dir, ct_labels, tmp_path):
     from RadAISegmentLib.dicom_seg import write_dicom_seg
     from RadAISegmentLib.image import SegmentInfo, TerminologyCode
-    seg = io.read_image(shared_data / "totalsegmentator-examples" / "example_seg_dicom.nii.gz")
+    seg = ct_labels
     labels = np.where(np.isin(seg.array, [5, 6]), seg.array, 0).astype(np.uint8)
     liver = SegmentInfo(5, "Liver", (0.8, 0.4, 0.3), TerminologyCode("123037004", "SCT", "Anatomical Structure"),
                         TerminologyCode("10200004", "SCT", "Liver"))
@@ -166,8 +182,7 @@ def test_dicom_seg_frames_land_on_source_slices(ct, ct_dir, shared_data, tmp_pat
     uids = [str(h.get("SOPInstanceUID", "") or h.file_meta.MediaStorageSOPInstanceUID) for h in headers]
     assert referenced == set(uids) and len(referenced) == 20
     # expected masks on the CT grid: the NIfTI grid maps to the CT grid through LPS
-    corners = np.array([[0, 0, 0], [511, 511, 19]], dtype=float)
-    flip = np.rint(seg.lps_to_index(ct.index_to_lps(corners)))[0, 1] != 0
+    flip = np.rint(seg.lps_to_index(ct.index_to_lps(corner_indices(ct)[:1])))[0, 1] != 0
     on_ct = labels[:, ::-1, :] if flip else labels
     sop_to_k = {}
     positions = {uid: ct.lps_to_index(np.array([[float(v) for v in h.ImagePositionPatient]]))[0, 2]

@@ -21,10 +21,11 @@ ZOO = ("spleen_ct_segmentation", "wholeBody_ct_segmentation", "ventricular_short
        "brats_mri_segmentation")
 
 
-def make_bundle(shared_data, name, tmp_path, shrink=None):
-    """Copy a zoo bundle's configs; save random weights of its architecture as models/model.pt."""
+def make_bundle(test_data, name, tmp_path, shrink=None):
+    """Copy a zoo bundle's configs (Testing/Data/monai-bundle-configs); save random weights of its architecture
+    as models/model.pt."""
     root = tmp_path / name
-    shutil.copytree(shared_data / "monai-bundle-configs" / name / "configs", root / "configs")
+    shutil.copytree(test_data / "monai-bundle-configs" / name / "configs", root / "configs")
     if shrink:
         config = json.loads((root / "configs" / "inference.json").read_text())
         config["network_def"].update(shrink)
@@ -53,8 +54,8 @@ SHRINK = {"spleen_ct_segmentation": {"channels": [4, 8, 16, 32, 64]},
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_zoo_config_runs_end_to_end_untrusted(shared_data, tmp_path, name):
-    root = make_bundle(shared_data, name, tmp_path, SHRINK[name])
+def test_zoo_config_runs_end_to_end_untrusted(test_data, tmp_path, name):
+    root = make_bundle(test_data, name, tmp_path, SHRINK[name])
     model = load_model_folder(root, trusted=False)
     metadata = json.loads((root / "configs" / "metadata.json").read_text())
     channel_def = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
@@ -78,8 +79,8 @@ def test_zoo_config_runs_end_to_end_untrusted(shared_data, tmp_path, name):
     assert labelmap.array.any()
 
 
-def test_untrusted_expression_in_needed_key_is_refused_naming_the_key(shared_data, tmp_path):
-    root = make_bundle(shared_data, "spleen_ct_segmentation", tmp_path, {"channels": [4, 8, 16, 32, 64]})
+def test_untrusted_expression_in_needed_key_is_refused_naming_the_key(test_data, tmp_path):
+    root = make_bundle(test_data, "spleen_ct_segmentation", tmp_path, {"channels": [4, 8, 16, 32, 64]})
     config = json.loads((root / "configs" / "inference.json").read_text())
     config["network_def"]["out_channels"] = "$__import__('os').system('touch pwned') or 2"
     (root / "configs" / "inference.json").write_text(json.dumps(config))
@@ -92,9 +93,9 @@ def test_untrusted_expression_in_needed_key_is_refused_naming_the_key(shared_dat
         load_model_folder(root, trusted=False)
 
 
-def test_trusted_bundle_uses_config_parser_and_zip_install(shared_data, tmp_path, monkeypatch):
+def test_trusted_bundle_uses_config_parser_and_zip_install(test_data, tmp_path, monkeypatch):
     monkeypatch.setenv("RADAI_MODELS_DIR", str(tmp_path / "cache"))
-    root = make_bundle(shared_data, "spleen_ct_segmentation", tmp_path / "src", {"channels": [4, 8, 16, 32, 64]})
+    root = make_bundle(test_data, "spleen_ct_segmentation", tmp_path / "src", {"channels": [4, 8, 16, 32, 64]})
     archive = tmp_path / "spleen.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         for path in root.rglob("*"):
@@ -108,8 +109,8 @@ def test_trusted_bundle_uses_config_parser_and_zip_install(shared_data, tmp_path
         assert torch.allclose(model.network(probe), untrusted.network(probe))
 
 
-def test_wrong_channel_count_is_a_model_error(shared_data, tmp_path):
-    model = load_model_folder(make_bundle(shared_data, "brats_mri_segmentation", tmp_path, SHRINK["brats_mri_segmentation"]))
+def test_wrong_channel_count_is_a_model_error(test_data, tmp_path):
+    model = load_model_folder(make_bundle(test_data, "brats_mri_segmentation", tmp_path, SHRINK["brats_mri_segmentation"]))
     with pytest.raises(ModelError, match="4 input channel"):
         segment_image(small_volume("MR"), model, device="cpu")
 
@@ -127,8 +128,8 @@ def test_literal_expressions_are_read_from_the_ast_and_calls_refused(tmp_path):
         config.resolve(config.config["evil"], "evil")
 
 
-def test_bundle_zip_loads_directly(shared_data, tmp_path):
-    root = make_bundle(shared_data, "ventricular_short_axis_3label", tmp_path / "src",
+def test_bundle_zip_loads_directly(test_data, tmp_path):
+    root = make_bundle(test_data, "ventricular_short_axis_3label", tmp_path / "src",
                        SHRINK["ventricular_short_axis_3label"])
     archive = tmp_path / "vsa.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
@@ -139,8 +140,8 @@ def test_bundle_zip_loads_directly(shared_data, tmp_path):
     assert [s.name for s in model.segments] == ["lv_pool", "myocardium", "rv_pool"]
 
 
-def test_unknown_window_blending_is_a_model_error(shared_data, tmp_path):
-    root = make_bundle(shared_data, "spleen_ct_segmentation", tmp_path, SHRINK["spleen_ct_segmentation"])
+def test_unknown_window_blending_is_a_model_error(test_data, tmp_path):
+    root = make_bundle(test_data, "spleen_ct_segmentation", tmp_path, SHRINK["spleen_ct_segmentation"])
     config = json.loads((root / "configs" / "inference.json").read_text())
     config["inferer"]["mode"] = "median"
     (root / "configs" / "inference.json").write_text(json.dumps(config))

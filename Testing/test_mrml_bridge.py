@@ -12,10 +12,9 @@ LIVER = SegmentInfo(5, "Liver", (0.86, 0.54, 0.4), TerminologyCode("123037004", 
 
 
 @pytest.fixture(scope="module")
-def real_case(shared_data):
-    folder = shared_data / "totalsegmentator-examples"
-    ct = io.read_image(folder / "example_ct_sm.nii.gz")
-    seg = io.read_image(folder / "example_seg.nii.gz")
+def real_case(sample_data):
+    ct = io.read_image(sample_data / "abdomen-ct_image.nii.gz")          # TotalSegmentator's example CT
+    seg = io.read_image(sample_data / "abdomen-ct_labels.nii.gz")
     labels = np.where(np.isin(seg.array, [5, 6, 7]), seg.array, 0).astype(np.uint8)
     return ct, seg.with_array(labels, segments=[LIVER, SegmentInfo(6, "Stomach", (0.3, 0.5, 0.9))])
 

@@ -11,12 +11,13 @@ import pytest
 from RadAISegmentLib import io
 from RadAISegmentLib import sample_data as samples
 from RadAISegmentLib.errors import InputError
+from RadAISegmentLib.image import Image
 
 SIZE_BUDGET_BYTES = 8 * 1024 * 1024
 
 
 def _provenance_rows(folder: Path) -> dict[str, str]:
-    """file name -> SHA-256 column ('-' for files without one) from PROVENANCE.md's table."""
+    """file path (relative to ``folder``) -> SHA-256 column ('-' for files without one) from PROVENANCE.md's table."""
     rows = {}
     for line in (folder / "PROVENANCE.md").read_text(encoding="utf-8").splitlines():
         match = re.match(r"\|\s*`([^`]+)`\s*\|.*\|\s*`?([0-9a-f]{64}|-)`?\s*\|\s*$", line)
@@ -88,21 +89,61 @@ def test_totalsegmentator_names_match_the_anatomy():
             assert centre[right][0] > centre[left][0]
 
 
-@pytest.mark.parametrize("name,source", [("lung-tumour", "lung1"), ("brain-tumour", "brain1")])
-def test_crops_keep_tumour_and_geometry(name, source, shared_data):
-    original_image = io.read_image(shared_data / "pyradiomics-cases" / f"{source}_image.nrrd")
-    original_label = io.read_image(shared_data / "pyradiomics-cases" / f"{source}_label.nrrd")
+def test_test_data_is_listed_with_checksums_and_licences(test_data):
+    """Testing/Data: every file listed in its PROVENANCE.md with a matching SHA-256, every listed file present,
+    each upstream licence present, and the whole folder small (the repository stays lean)."""
+    rows = _provenance_rows(test_data)
+    on_disk = {path.relative_to(test_data).as_posix() for path in test_data.rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
+    assert on_disk - set(rows) == set(), "files missing from Testing/Data/PROVENANCE.md"
+    assert set(rows) - on_disk == set(), "PROVENANCE.md lists files that do not exist"
+    for name, digest in rows.items():
+        if digest != "-":
+            assert hashlib.sha256((test_data / name).read_bytes()).hexdigest() == digest, name
+    assert "Redistribution and use" in (test_data / "LICENSE-pyradiomics.txt").read_text(encoding="utf-8")
+    for name in ("LICENSE-totalsegmentator.txt", "LICENSE-monai-model-zoo.txt"):
+        assert "Apache License" in (test_data / name).read_text(encoding="utf-8")
+    total = sum((test_data / name).stat().st_size for name in on_disk)
+    assert total < 2 * 1024 * 1024, f"Testing/Data is {total / 1e6:.1f} MB"
+
+
+CROP_SOURCES = [("lung-tumour", "lung1"), ("brain-tumour", "brain1")]
+
+
+def original_index(original: Image, crop: Image, kji: np.ndarray) -> np.ndarray:
+    """(i, j, k) of the original voxels at the physical positions of ``crop``'s voxels ``kji``."""
+    return np.rint(original.lps_to_index(crop.index_to_lps(kji[:, ::-1].astype(float)))).astype(int)
+
+
+@pytest.mark.parametrize("name,source", CROP_SOURCES)
+def test_crops_keep_tumour_and_geometry(name, source, test_data):
+    """Against the full-size original masks (Testing/Data): the crop's mask is exactly the original mask at
+    the same physical positions, holds every tumour voxel, and keeps the spacing and direction."""
+    original_label = io.read_image(test_data / f"{source}_label.nrrd")
     image = samples.load_sample_image(name)
     labelmap = samples.load_sample_labelmap(name)
-    assert np.count_nonzero(labelmap.array) == np.count_nonzero(original_label.array)
     assert image.array.dtype == np.int16 and labelmap.array.dtype == np.uint8
-    # every crop voxel equals the original voxel at the same physical position
-    kji = np.argwhere(labelmap.array > 0)
-    ijk_original = np.rint(original_image.lps_to_index(image.index_to_lps(kji[:, ::-1].astype(float)))).astype(int)
-    original_values = original_image.array[ijk_original[:, 2], ijk_original[:, 1], ijk_original[:, 0]]
-    assert np.array_equal(image.array[tuple(kji.T)], original_values)
-    corner = np.rint(original_image.lps_to_index(image.origin_lps)).astype(int)
-    assert image.array[0, 0, 0] == original_image.array[corner[2], corner[1], corner[0]]
+    assert image.same_grid(labelmap)
+    assert labelmap.spacing_mm == pytest.approx(original_label.spacing_mm, abs=1e-9)
+    np.testing.assert_allclose(labelmap.direction_lps, original_label.direction_lps, atol=1e-12)
+    assert np.count_nonzero(labelmap.array) == np.count_nonzero(original_label.array)
+    kji = np.argwhere(np.ones(labelmap.array.shape, bool))
+    ijk = original_index(original_label, labelmap, kji)
+    assert np.all(ijk >= 0) and np.all(ijk < original_label.shape_ijk)
+    np.testing.assert_allclose(original_label.index_to_lps(ijk.astype(float)),
+                               labelmap.index_to_lps(kji[:, ::-1].astype(float)), atol=1e-6)   # whole voxels
+    original_values = original_label.array[ijk[:, 2], ijk[:, 1], ijk[:, 0]]
+    np.testing.assert_array_equal(labelmap.array.ravel(), (original_values > 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("name,source", CROP_SOURCES)
+def test_crop_voxels_equal_the_upstream_image(name, source, upstream_data):
+    """Optional (needs the upstream images, ``RADAI_SHARED_DATA``): every crop voxel equals the original."""
+    original_image = io.read_image(upstream_data / "pyradiomics-cases" / f"{source}_image.nrrd")
+    image = samples.load_sample_image(name)
+    kji = np.argwhere(np.ones(image.array.shape, bool))
+    ijk = original_index(original_image, image, kji)
+    np.testing.assert_array_equal(image.array.ravel(), original_image.array[ijk[:, 2], ijk[:, 1], ijk[:, 0]])
 
 
 def test_unknown_case_and_missing_resources(monkeypatch, tmp_path):

@@ -18,11 +18,15 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def make_cohort(tmp_path, shared_data):
-    """Real lung1/brain1/breast1 masks as references; predictions = references eroded by one voxel (known effect)."""
+CASES = {"lung1": "lung-tumour", "brain1": "brain-tumour", "breast1": "breast-lesion"}   # PyRadiomics -> sample
+
+
+def make_cohort(tmp_path, sample_data):
+    """Real lung1/brain1/breast1 masks (the bundled sample crops) as references; predictions = references eroded
+    by one voxel (known effect)."""
     rows, expected_dice, lesions, surviving = [], [], 0, 0
-    for index, case in enumerate(("lung1", "brain1", "breast1")):
-        reference = read_labelmap(shared_data / "pyradiomics-cases" / f"{case}_label.nrrd")
+    for index, case in enumerate(CASES):
+        reference = read_labelmap(sample_data / f"{CASES[case]}_labels.nrrd")
         reference = reference.with_array((reference.array > 0).astype(np.uint8))
         eroded = ndimage.binary_erosion(reference.array > 0, ndimage.generate_binary_structure(3, 1))
         components, count = ndimage.label(reference.array > 0, np.ones((3, 3, 3)))
@@ -42,8 +46,8 @@ def make_cohort(tmp_path, shared_data):
     return tmp_path / "manifest.csv", float(np.mean(expected_dice)), surviving / lesions
 
 
-def test_evaluate_manifest_on_real_masks(tmp_path, shared_data):
-    manifest, expected_dice, expected_sensitivity = make_cohort(tmp_path, shared_data)
+def test_evaluate_manifest_on_real_masks(tmp_path, sample_data):
+    manifest, expected_dice, expected_sensitivity = make_cohort(tmp_path, sample_data)
     result = run_cli("evaluate", "--manifest", manifest, "--bootstrap", 200, "--out", tmp_path / "out", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -69,8 +73,8 @@ def test_evaluate_manifest_on_real_masks(tmp_path, shared_data):
         assert len(list(csv.DictReader(handle))) == 4
 
 
-def test_evaluate_refuses_grid_mismatch_unless_asked(tmp_path, shared_data):
-    reference = read_labelmap(shared_data / "pyradiomics-cases" / "breast1_label.nrrd")
+def test_evaluate_refuses_grid_mismatch_unless_asked(tmp_path, sample_data):
+    reference = read_labelmap(sample_data / "breast-lesion_labels.nrrd")
     shifted = type(reference)(reference.array, reference.spacing_mm,
                               tuple(np.add(reference.origin_lps, (2.0, 0, 0))), reference.direction_lps)
     (tmp_path / "pred").mkdir()
@@ -87,8 +91,8 @@ def test_evaluate_refuses_grid_mismatch_unless_asked(tmp_path, shared_data):
     assert json.loads(resampled.stdout)["studies_evaluated"] == 1
 
 
-def test_unknown_label_name_is_reported(tmp_path, shared_data):
-    manifest, _, _ = make_cohort(tmp_path, shared_data)
+def test_unknown_label_name_is_reported(tmp_path, sample_data):
+    manifest, _, _ = make_cohort(tmp_path, sample_data)
     result = run_cli("evaluate", "--manifest", manifest, "--labels", "liver", "--out", tmp_path / "o", "--json",
                      "--bootstrap", 10)
     summary = json.loads(result.stdout)

@@ -13,6 +13,10 @@ The surface mesh is marching cubes at level 0.5 on the mask padded with one
 background voxel (vertices on edge midpoints, as PyRadiomics' own marching
 cubes); mesh volume uses signed tetrahedra from the origin; Maximum3DDiameter is
 the exact largest distance between mesh vertices (searched on the convex hull).
+The vertices, and so every diameter, equal PyRadiomics'; the triangles come from scikit-image's
+topologically consistent (Lewiner) table, while PyRadiomics splits ambiguous cubes with its own table, so
+mesh volume and surface area differ slightly on masks with such cubes (PyRadiomics' brain1: 0.02 % and
+0.48 %; lung1 and breast1 agree to 1e-11).
 """
 from __future__ import annotations
 
@@ -50,9 +54,10 @@ def spacing_kji(spacing_mm: Sequence[float]) -> np.ndarray:
 def surface_mesh(mask: np.ndarray, spacing_mm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (mm, ``[k, j, i]`` axis order, relative to the mask's voxel 0) and triangle faces."""
     padded = np.pad(np.asarray(mask, dtype=np.float32), 1)
-    vertices, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(spacing_kji(spacing_mm)),
-                                           allow_degenerate=False)
-    return vertices - spacing_kji(spacing_mm), faces
+    # vertices in voxel units (exact half-integers in float32), scaled to mm in float64: marching_cubes'
+    # own ``spacing`` returns float32 mm, which rounds away ~1e-8 of every coordinate
+    vertices, faces, _, _ = marching_cubes(padded, level=0.5, allow_degenerate=False)
+    return (vertices.astype(np.float64) - 1.0) * spacing_kji(spacing_mm), faces
 
 
 def mesh_volume_and_area(vertices: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
