@@ -54,5 +54,10 @@ class UnsafeArchiveError(ModelError):
     """A zip archive holds paths that would escape the extraction folder."""
 
 
+class DownloadError(RadAIError):
+    """A model download failed (no network, timeout, HTTP error); the message names the URL and how to
+    install the file by hand."""
+
+
 class CancelledError(RadAIError):
     """The user cancelled a long-running operation; nothing was written."""
