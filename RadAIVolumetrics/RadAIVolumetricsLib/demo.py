@@ -90,6 +90,7 @@ def step_lesion(ctx: DemoContext) -> None:
 
 def step_organs(ctx: DemoContext) -> None:
     from RadAISegmentLib.io import read_image
+    from RadAISegmentLib.models.catalogue_status import run_demo_organ_model
     from RadAISegmentLib.render import render_case_pngs
     from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
     from .measurements import measure_segments
@@ -97,6 +98,12 @@ def step_organs(ctx: DemoContext) -> None:
     case = sample_case("abdomen-ct")
     image = read_image(case["image"])
     labelmap = load_sample_labelmap("abdomen-ct")
+    organ_model = run_demo_organ_model(image)         # an installed organ model's output, or why there is none
+    if organ_model.labelmap is not None:
+        labelmap = organ_model.labelmap
+        ctx.models_used.add(organ_model.model_id)
+        ctx.timings["organ segmentation (s)"] = organ_model.seconds
+    ctx.say(f"organs: {organ_model.message}")
     ctx.say(f"organs: measuring {len(labelmap.label_values())} labelled structures")
     started = time.perf_counter()
     measures = measure_segments(labelmap, image)
@@ -106,6 +113,7 @@ def step_organs(ctx: DemoContext) -> None:
     largest = sorted(measures, key=lambda row: -row["volume_ml"])[:12]
     pictures = render_case_pngs(image, labelmap, ctx.out_dir / "organs")
     ctx.report.heading("2. Organ measurements", anchor="organs")
+    ctx.report.paragraph(organ_model.message)
     ctx.report.paragraph("Real abdominal CT at 3 mm with reference organ labels (TotalSegmentator example, Apache-2.0). "
                          "Volumes are voxel count × voxel volume, as Slicer's Segment Statistics; structures cut by the "
                          "scan's edge are only partly inside it.")
