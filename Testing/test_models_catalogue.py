@@ -248,3 +248,36 @@ def test_cli_available_and_unknown_id(tmp_path):
     assert wrong.returncode == 2 and len(lines) == 1
     assert "No file or folder 'wholebody_ct' exists" in lines[0] and "radai models available" in lines[0]
     assert not (tmp_path / "cache").exists()
+
+
+def test_cli_installs_published_files_fetched_by_hand(env, tmp_path, monkeypatch, capsys):
+    """`radai models install FILE` with a published file name installs it as that catalogue model (verified,
+    coded labels); `--file` gives a model of several files; the user's files stay where they are."""
+    from RadAIVolumetricsLib.cli import main
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    body = fetched / "Dataset899_body.zip"
+    body.write_bytes(nnunet_part_zip("Dataset899_body", "nnUNetTrainer", {"body_trunc": 1, "body_extremities": 2}))
+    for path, (dataset, labels) in PARTS.items():
+        (fetched / path.lstrip("/")).write_bytes(nnunet_part_zip(dataset, "nnUNetTrainerNoMirroring", labels))
+    body_entry = copy.deepcopy(shipped_entry("totalsegmentator_body"))
+    body_entry["archives"][0].update(url="http://127.0.0.1:9/Dataset899_body.zip")
+    body_entry["archives"][0]["nnunet"]["dataset"] = "Dataset899_body"
+
+    class Offline:                                           # a server nothing talks to
+        @staticmethod
+        def url(path):
+            return f"http://127.0.0.1:9{path}"
+    catalogue = write_catalogue(tmp_path, [body_entry, two_part_entry(Offline)])
+    monkeypatch.setenv("RADAI_CATALOGUE", str(catalogue.path))
+    assert main(["models", "install", str(body)]) == 0
+    assert "installed totalsegmentator_body 2.0.0" in capsys.readouterr().out and body.is_file()
+    record = json.loads((env / "totalsegmentator_body" / "card.json").read_text())["source"]["archives"][0]
+    assert record["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
+    parts = [str(fetched / path.lstrip("/")) for path in PARTS]
+    assert main(["models", "install", "totalsegmentator_total", "--file", parts[0], "--file", parts[1]]) == 0
+    assert "installed totalsegmentator_total" in capsys.readouterr().out
+    installed = tree(env)
+    assert main(["models", "install", "totalsegmentator_total", "--reinstall", "--file", str(body)]) == 2
+    assert "Dataset899_body.zip is not a file of totalsegmentator_total" in capsys.readouterr().err
+    assert tree(env) == installed and all((fetched / p.lstrip("/")).is_file() for p in PARTS)

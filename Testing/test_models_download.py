@@ -150,8 +150,8 @@ def test_silent_server_times_out_naming_the_url_and_the_manual_route(env, tmp_pa
             install_from_catalogue("spleen_ct_segmentation", catalogue=catalogue, settings=settings)
     message = str(raised.value)
     assert f"Could not download {url}: no answer within 0.3 s (2 attempts)" in message
-    assert f"put the file into {env / '.downloads'}" in message
-    assert "`radai models install spleen_ct_segmentation` again" in message and "kept" not in message
+    assert "then run `radai models install model.zip` where you saved it" in message and "kept" not in message
+    assert f"put it into {env / '.downloads'} and run `radai models install spleen_ct_segmentation` again" in message
     assert tree(env) == {}
 
 

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     install.add_argument("--trusted", action="store_true",
                          help="allow a bundle's config expressions to run (only for authors you trust)")
     install.add_argument("--reinstall", action="store_true", help="download a catalogue model again if installed")
+    install.add_argument("--file", action="append", default=[], metavar="ZIP",
+                         help="with a catalogue id: a published archive you fetched by hand (repeat for models of "
+                              "several files); it is verified like a download")
     install.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                          help="give up on a silent server after this many seconds per attempt (default 30)")
     verify = actions.add_parser("verify", help="check a model's weights SHA-256")
@@ -85,7 +88,7 @@ def _install(args: argparse.Namespace) -> int:
     from ..errors import ModelError
     from ..models.cache import install_model
     from ..models.catalogue import load_catalogue
-    from ..models.catalogue_install import install_from_catalogue
+    from ..models.catalogue_install import entries_for_file, install_from_catalogue
     from ..models.download import DownloadSettings
     settings = DownloadSettings(timeout_s=args.timeout)
     progress = DownloadPrinter()
@@ -97,8 +100,16 @@ def _install(args: argparse.Namespace) -> int:
             except ModelError as error:
                 raise ModelError(f"No file or folder '{args.source}' exists, and {error}") from None
         report = install_from_catalogue(args.source, catalogue=catalogue, reinstall=args.reinstall,
-                                        settings=settings, progress=progress)
+                                        settings=settings, progress=progress, files=tuple(args.file))
         for note in report.notes:
+            print(f"note: {note}")
+        card = report.card
+    elif Path(args.source).is_file() and not args.trusted and entries_for_file(Path(args.source)):
+        entries = entries_for_file(Path(args.source))          # a published zip fetched by hand: verify as such
+        report = install_from_catalogue(entries[0].id, reinstall=args.reinstall, settings=settings,
+                                        progress=progress, files=(Path(args.source),))
+        others = ", ".join(f"`radai models install {e.id} --file {args.source}`" for e in entries[1:])
+        for note in report.notes + ([f"The same file also gives {others}."] if others else []):
             print(f"note: {note}")
         card = report.card
     else:

@@ -68,17 +68,26 @@ def _check_space(entry: CatalogueEntry) -> None:
 
 
 def manual_hint(entry: CatalogueEntry, missing: list[Archive]) -> str:
-    """How to install ``entry`` without RadAI downloading: which URLs to fetch, where to put them."""
+    """How to install ``entry`` without RadAI downloading: which URLs to fetch and the command that takes them."""
     urls = " and ".join(archive.url for archive in missing)
-    return (f"To install without RadAI downloading: fetch {urls} by hand (a browser, or `curl -L -O URL`), put "
-            f"the file{'s' if len(missing) > 1 else ''} into {downloads_dir()} and run `radai models install "
-            f"{entry.id}` again; RadAI checks and installs {'them' if len(missing) > 1 else 'it'} offline.")
+    command = (f"radai models install {missing[0].file_name}" if len(entry.archives) == 1 else
+               f"radai models install {entry.id} " + " ".join(f"--file {a.file_name}" for a in entry.archives))
+    return (f"To install without RadAI downloading: fetch {urls} by hand (a browser, or `curl -L -O URL`), then run "
+            f"`{command}` where you saved {'it' if len(missing) == 1 else 'them'} (or put "
+            f"{'it' if len(missing) == 1 else 'them'} into {downloads_dir()} and run `radai models install {entry.id}` "
+            "again); RadAI checks the files and installs them offline.")
+
+
+def entries_for_file(path: Path, catalogue: Optional[Catalogue] = None) -> list[CatalogueEntry]:
+    """Single-archive catalogue entries whose published file has ``path``'s name (a zip fetched by hand)."""
+    return [entry for entry in (catalogue or load_catalogue()).entries
+            if len(entry.archives) == 1 and entry.archives[0].file_name == Path(path).name]
 
 
 def _verify(entry: CatalogueEntry, archive: Archive, path: Path, sha256: str, sha1: str, recorded: dict,
             by_hand: bool) -> dict:
     """Check one archive's hashes; returns its record for the card's ``source.archives``."""
-    where = "the file put into the downloads folder" if by_hand else f"the download of {archive.url}"
+    where = f"the file {path}" if by_hand else f"the download of {archive.url}"
     record = {"url": archive.url, "file": archive.file_name, "size_bytes": path.stat().st_size,
               "sha256": sha256, "sha1": sha1}
     expected = [(name, value, got) for name, value, got in (("SHA-1", archive.sha1, sha1),
@@ -107,17 +116,19 @@ def _verify(entry: CatalogueEntry, archive: Archive, path: Path, sha256: str, sh
 
 
 def _fetch(entry: CatalogueEntry, settings: DownloadSettings, progress: ProgressCallback,
-           cancel: Optional[CancelToken], fetched: list[Path], notes: list[str]) -> tuple[list[Path], list[dict], int]:
+           cancel: Optional[CancelToken], fetched: list[Path], notes: list[str],
+           local_files: dict[str, Path]) -> tuple[list[Path], list[dict], int]:
     """Every archive of ``entry`` present and verified in the downloads folder; (paths, records, bytes)."""
     recorded = {a.get("url"): a for a in _installed_source(entry.id).get("archives", [])}
     total_mb = sum(a.size_mb for a in entry.archives)
     paths, records, downloaded, start = [], [], 0, 0.0
     for number, archive in enumerate(entry.archives):
         span = 0.85 * archive.size_mb / total_mb
-        local = downloads_dir() / archive.file_name
+        local = local_files.get(archive.file_name) or downloads_dir() / archive.file_name
         by_hand = local.is_file()
         if by_hand:
-            notes.append(f"Used {local} (already in the downloads folder) instead of downloading it.")
+            notes.append(f"Used {local} instead of downloading it" + (" (it was already in the downloads folder)."
+                                                                      if local.parent == downloads_dir() else "."))
             progress(start, f"checking {local.name}")
             sha256, sha1 = file_hashes(local)
         else:
@@ -261,10 +272,11 @@ def _card(entry: CatalogueEntry, model: dict, records: list[dict]) -> dict:
 
 def install_from_catalogue(model_id: str, *, catalogue: Optional[Catalogue] = None, reinstall: bool = False,
                            settings: Optional[DownloadSettings] = None, progress: Optional[ProgressCallback] = None,
-                           cancel: Optional[CancelToken] = None) -> InstallReport:
+                           cancel: Optional[CancelToken] = None, files: tuple = ()) -> InstallReport:
     """Download, verify and install catalogue model ``model_id`` into the cache (see the module docstring).
 
-    An installed copy of the same version is kept unless ``reinstall``. Raises :class:`ModelError` for an
+    ``files``: archives the user fetched by hand, used (by file name) instead of downloading and left where
+    they are. An installed copy of the same version is kept unless ``reinstall``. Raises :class:`ModelError` for an
     unknown id, :class:`DownloadError` (network; bytes received so far stay for the next attempt),
     :class:`ChecksumError`, :class:`CancelledError`; in every case the cache is as it was.
     """
@@ -280,7 +292,14 @@ def install_from_catalogue(model_id: str, *, catalogue: Optional[Catalogue] = No
     notes: list[str] = []
     fetched: list[Path] = []
     try:
-        paths, records, downloaded = _fetch(entry, settings or DownloadSettings(), progress, cancel, fetched, notes)
+        local_files = {Path(f).name: Path(f) for f in files}
+        names = [archive.file_name for archive in entry.archives]
+        for name, path in local_files.items():
+            if name not in names or not path.is_file():
+                raise ModelError(f"{path} is {'not a file' if not path.is_file() else 'not a file of ' + entry.id}; "
+                                 f"{entry.id} is made of {', '.join(names)}.")
+        paths, records, downloaded = _fetch(entry, settings or DownloadSettings(), progress, cancel, fetched, notes,
+                                            local_files)
         progress(0.87, f"unpacking {entry.id}")
         with atomic_directory(target) as out:
             if entry.format == "monai_bundle":
@@ -302,7 +321,8 @@ def install_from_catalogue(model_id: str, *, catalogue: Optional[Catalogue] = No
         remove_if_empty(downloads_dir())
         raise
     for path in paths:
-        path.unlink(missing_ok=True)
+        if path.parent == downloads_dir():          # downloaded, or put there by hand: no longer needed
+            path.unlink(missing_ok=True)
     remove_if_empty(downloads_dir())
     for record in records:
         if record["hash_origin"].startswith("first download (the publisher"):

@@ -49,8 +49,8 @@ class DownloadSettings:
     ``backoff_s``: wait before the first retry, doubled each time up to ``max_backoff_s``."""
 
     timeout_s: float = 30.0
-    retries: int = 4
-    backoff_s: float = 2.0
+    retries: int = 3
+    backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     chunk_bytes: int = 1 << 20
 
