@@ -8,6 +8,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Iterator
@@ -59,6 +60,15 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
         if behaviour == "drop_always_ignore_range" or (behaviour == "drop_once" and count == 1) or \
                 (behaviour == "ignore_range_drop_once" and count == 1):
             chunk = chunk[: len(chunk) // 2]                      # then close: the client sees a short body
+        if behaviour == "slow":                                   # 8 KB every 20 ms (a slow line)
+            for start in range(0, len(chunk), 8192):
+                try:
+                    self.wfile.write(chunk[start:start + 8192])
+                    self.wfile.flush()
+                except OSError:                                   # the client went away (cancelled)
+                    return
+                time.sleep(0.02)
+            return
         self.wfile.write(chunk)
 
 
@@ -66,7 +76,8 @@ class ModelServer:
     """``files``: URL path → bytes; ``behaviour``: URL path → one of
     ``normal`` (Range honoured with 206), ``404``, ``redirect:<url>``, ``drop_once`` (the first request gets
     half the body, then the connection closes; later ones are normal), ``ignore_range_drop_once`` (like
-    ``drop_once`` but Range is ignored: always 200 from byte 0), ``drop_always_ignore_range``.
+    ``drop_once`` but Range is ignored: always 200 from byte 0), ``drop_always_ignore_range``, ``slow`` (8 KB
+    every 20 ms).
     ``log`` lists (path, Range header, If-Range header) of every request."""
 
     def __init__(self) -> None:

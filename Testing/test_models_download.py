@@ -205,6 +205,31 @@ def test_cancel_during_download_leaves_nothing(spleen_zip, env, tmp_path):
     assert tree(env) == {}
 
 
+def test_background_install_job_reports_progress_and_cancels_cleanly(spleen_zip, env, tmp_path):
+    """What Slicer's Models section runs: the install in a thread, polled, with Cancel."""
+    import time
+    from RadAISegmentLib.models.download_job import ModelInstallJob
+    with model_server() as server:
+        server.files["/s.zip"], server.behaviour["/s.zip"] = spleen_zip, "slow"
+        catalogue = write_catalogue(tmp_path, [served(shipped_entry("spleen_ct_segmentation"), server.url("/s.zip"),
+                                                      sha1(spleen_zip))])
+        job = ModelInstallJob("spleen_ct_segmentation", catalogue=catalogue, settings=FAST)
+        while job.fraction == 0.0 and not job.done:
+            time.sleep(0.01)
+        assert " MB" in job.message and "%)" in job.statusText() and not job.done
+        job.cancel()
+        with pytest.raises(CancelledError):
+            job.result()
+        assert tree(env) == {}
+        server.behaviour["/s.zip"] = "normal"
+        finished = ModelInstallJob("spleen_ct_segmentation", catalogue=catalogue, settings=FAST)
+        assert finished.result().card.id == "spleen_ct_segmentation" and finished.fraction == 1.0
+    assert sorted(tree(env)) == ["spleen_ct_segmentation", "spleen_ct_segmentation/card.json",
+                                 "spleen_ct_segmentation/configs", "spleen_ct_segmentation/configs/inference.json",
+                                 "spleen_ct_segmentation/configs/metadata.json", "spleen_ct_segmentation/models",
+                                 "spleen_ct_segmentation/models/model.pt"]
+
+
 def test_unsafe_archive_is_refused_whole(test_data, env, tmp_path):
     payload = bundle_zip(test_data, "spleen_ct_segmentation", {"channels": [4, 8, 16, 32, 64]}, evil=True)
     with model_server() as server:
