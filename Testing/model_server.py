@@ -212,7 +212,7 @@ def write_catalogue(tmp_path, entries):
 
 def served(entry, url, sha1=None):
     """``entry`` with its one archive served from ``url`` (and the SHA-1 of the zip served there)."""
-    archive = dict(entry["archives"][0], url=url)
+    archive = dict(entry["archives"][0], url=url, size_mb=1)
     if sha1 is not None:
         archive["sha1"] = sha1
-    return dict(entry, archives=[archive])
+    return dict(entry, archives=[archive], size_mb=1)          # the disk-space check needs ~2 MB

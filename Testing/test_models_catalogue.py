@@ -126,6 +126,7 @@ def two_part_entry(server, folds=(0,)):
         "configuration": "3d_fullres", "folds": list(folds), "checkpoint": "checkpoint_final.pth"}}
         for path, (dataset, _) in PARTS.items()]
     entry["labels"] = {"1": "spleen", "2": "kidney_right", "3": "vertebrae_L5"}
+    entry["size_mb"] = 2
     return entry
 
 
@@ -263,6 +264,7 @@ def test_cli_installs_published_files_fetched_by_hand(env, tmp_path, monkeypatch
     body_entry = copy.deepcopy(shipped_entry("totalsegmentator_body"))
     body_entry["archives"][0].update(url="http://127.0.0.1:9/Dataset899_body.zip")
     body_entry["archives"][0]["nnunet"]["dataset"] = "Dataset899_body"
+    body_entry["size_mb"] = 1
 
     class Offline:                                           # a server nothing talks to
         @staticmethod

@@ -276,6 +276,16 @@ def test_install_from_url_keeps_working_and_cleans_up(spleen_zip, env):
     assert card.id == "spleen_ct_segmentation" and not (env / ".downloads").exists()
 
 
+def test_too_little_disk_space_is_refused_before_downloading(env, tmp_path, monkeypatch):
+    import collections
+    import shutil
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: collections.namedtuple("u", "total used free")(
+        10**12, 10**12 - 100 * 10**6, 100 * 10**6))                       # 100 MB free
+    with pytest.raises(ModelError, match=r"totalsegmentator_total needs about 2\.8 GB free .* only 0\.1 GB"):
+        install_from_catalogue("totalsegmentator_total", catalogue=load_catalogue(), settings=FAST)
+    assert tree(env) == {}                                   # refused before any download was tried
+
+
 def test_unknown_catalogue_id_suggests_close_ids(env, tmp_path):
     with pytest.raises(ModelError, match="Did you mean spleen_ct_segmentation.*radai models available"):
         install_from_catalogue("spleen_ct_segmentaton", catalogue=load_catalogue())
