@@ -6,7 +6,6 @@ Slicer imports) and ``RadAISegmentLib.mrml`` (MRML bridge), so it runs headless.
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from typing import Annotated
@@ -14,7 +13,7 @@ from typing import Annotated
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
@@ -51,19 +50,24 @@ def registerSampleData():
             fileNames=[image.name], nodeNames=[f"RadAI_{name}"], loadFileType="VolumeFile")
 
 
+#: devices the Device combo box offers (Choice: Slicer's connector fills the combo box with these)
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @parameterNodeWrapper
 class RadAISegmentParameterNode:
     """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
-    installed or shipped model card), device ("auto", "cpu", "cuda"), fastMode (coarser spacing for quick CPU
-    runs), cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups,
-    RAS, for the promptable lesion model), boxSizeMm (box edge around each seed,
-    0 = model default), explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain),
-    saliencyOpacity (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
+    installed or shipped model card; the Model combo box is filled from the model cache and kept in step
+    by the Widget, not bound), device (one of DEVICES), fastMode (coarser spacing for quick CPU runs),
+    cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups,
+    RAS, for the promptable lesion model), boxSizeMm (box edge around each seed, 0 = model default),
+    explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain), saliencyOpacity
+    (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = "lesion-roi"
-    device: str = "auto"
+    device: Annotated[str, Choice(DEVICES)] = "auto"
     fastMode: bool = False
     cropToBody: bool = True
     seedPoints: vtkMRMLMarkupsFiducialNode
@@ -75,7 +79,12 @@ class RadAISegmentParameterNode:
 
 
 class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds RadAISegment.ui to the parameter node and to the Logic; no computation here."""
+    """Binds RadAISegment.ui to the parameter node and to the Logic; no computation here.
+
+    Apply starts a job in RadAI's worker process and a timer polls it (never blocking); the result is
+    filed under the inputs the job started with. Cancel, closing the scene and unloading the module
+    stop the worker; a failed job is reported and Apply is enabled again.
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -84,6 +93,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._job = None
+        self._timer = None
 
     def setup(self) -> None:
         import qt
@@ -93,26 +103,28 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadAISegmentLogic()
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda"])
-        self.ui.modelComboBox.addItems(self.logic.availableModelIds())
+        self._refreshModels()
         self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
         self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
         self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
         self.ui.modelCacheLabel.text = self.logic.modelCacheFolder()
-        self.onModelChanged(self.ui.modelComboBox.currentText)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self._timer = qt.QTimer()
-        self._timer.setInterval(200)
+        self._timer.setInterval(100)
         self._timer.connect("timeout()", self.onPollJob)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """Module unloaded: stop the timer, the job and the worker process."""
+        if self._timer is not None:
+            self._timer.stop()
+        self._stopJob("The module was unloaded; the job was cancelled.")
+        self.logic.shutdownWorker()
+        self.setParameterNode(None)
         self.removeObservers()
-        if self._job:
-            self._job.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -123,6 +135,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._stopJob("Cancelled: the scene was closed.")
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -138,6 +151,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
@@ -148,11 +162,15 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateState(self, caller=None, event=None) -> None:
         node = self._parameterNode
         volume = node.inputVolume if node else None
+        if node and self.ui.modelComboBox.currentText != node.modelId:
+            self.ui.modelComboBox.currentText = node.modelId      # the model kept in the scene
         self.ui.geometryLabel.text = self.logic.geometrySummary(volume) if volume else "Select a volume."
         self.ui.applyButton.enabled = bool(volume) and self._job is None
         self.ui.cancelButton.enabled = self._job is not None
 
     def onModelChanged(self, modelId: str) -> None:
+        if self._parameterNode and modelId and self._parameterNode.modelId != modelId:
+            self._parameterNode.modelId = modelId
         try:
             self.ui.modelCardLabel.text = self.logic.modelCardSummary(modelId) if modelId else ""
         except Exception as error:  # a missing or broken card is shown, not raised, so the module stays usable
@@ -163,6 +181,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.addItems(self.logic.availableModelIds())
         if select:
             self.ui.modelComboBox.currentText = select
+        self.onModelChanged(self.ui.modelComboBox.currentText)
 
     def onInstallModel(self) -> None:
         import qt
@@ -170,57 +189,82 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             path = qt.QFileDialog.getExistingDirectory(None, "Or install a model folder")
         if path:
-            with slicer.util.tryWithErrorDisplay("Model installation failed; nothing was installed.", waitCursor=True):
-                self._refreshModels(select=self.logic.installModel(path))
+            self._tryAndShow("Model installation failed; nothing was installed.",
+                             lambda: self._refreshModels(select=self.logic.installModel(path)))
 
     def onRemoveModel(self) -> None:
         modelId = self.ui.modelComboBox.currentText
         if modelId and slicer.util.confirmYesNoDisplay(f"Remove model '{modelId}' from {self.logic.modelCacheFolder()}?"):
-            with slicer.util.tryWithErrorDisplay("Model removal failed."):
-                self.logic.removeModel(modelId)
-                self._refreshModels()
+            self._tryAndShow("Model removal failed.", lambda: (self.logic.removeModel(modelId), self._refreshModels()))
+
+    def _tryAndShow(self, message: str, action) -> bool:
+        """Run ``action``; an error is shown (Slicer's error display) and in the status line, never raised."""
+        try:
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                action()
+        except Exception as error:  # shown to the user by tryWithErrorDisplay
+            self.ui.statusLabel.text = f"{message} {error}"
+            return False
+        return True
 
     def onApplyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("RadAI segmentation failed to start.", waitCursor=True):
+        def start():
             self.logic.ensureDependencies()
             self._job = self.logic.startSegmentation(self._parameterNode)
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = self._job.statusText()
             self._timer.start()
-            self._updateState()
+        self._tryAndShow("RadAI segmentation failed to start.", start)
+        self._updateState()
 
     def onCancelButton(self) -> None:
         if self._job:
             self._job.cancel()
+            self.onPollJob()
+
+    def _stopJob(self, status: str) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+            if self._timer is not None:
+                self._timer.stop()
+            self.ui.statusLabel.text = status
 
     def onPollJob(self) -> None:
         job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        done = job.poll()
         self.ui.progressBar.value = int(100 * job.fraction)
         self.ui.statusLabel.text = job.statusText()
-        if not job.done:
+        if not done:
             return
         self._timer.stop()
         self._job = None
         from RadAISegmentLib.errors import CancelledError
-        with slicer.util.tryWithErrorDisplay("RadAI segmentation failed.", waitCursor=True):
+
+        def finish():
             try:
-                self.logic.finishSegmentation(job, self._parameterNode)
+                node = self.logic.finishSegmentation(job)
             except CancelledError:
                 self.ui.statusLabel.text = "Cancelled; nothing was added to the scene."
             else:
-                p = self._parameterNode
-                if p.explain:
-                    seeds = self.logic.seedPointsRAS(p)
-                    self.logic.explainSegmentation(p.inputVolume, p.modelId, seeds[0] if seeds else None,
-                                                   p.saliencyOpacity, p.saliencyLabel or None,
-                                                   boxMm=p.boxSizeMm or None)
-        self._updateState()
+                self.ui.statusLabel.text = f"Done: added '{node.GetName()}'."
+        try:
+            self._tryAndShow("RadAI segmentation failed.", finish)
+        finally:
+            job.cleanup()
+            self._updateState()
 
 
 class RadAISegmentLogic(ScriptedLoadableModuleLogic):
     """Segmentation and saliency on MRML nodes; every method also runs headless.
 
-    Engine work (``RadAISegmentLib``) runs in a worker thread started by
-    :meth:`startSegmentation`; the MRML scene is only touched by
-    :meth:`finishSegmentation`, which the Widget calls on the main thread.
+    Engine work runs in RadAI's worker process (``RadAISegmentLib.worker``), started with Slicer's
+    Python: :meth:`startSegmentation` captures the inputs and returns a ``RadAISegmentLib.jobs.WorkerJob``
+    to poll; :meth:`finishSegmentation` (main thread) turns its result into scene nodes, filed under
+    the inputs the job started with.
     """
 
     def __init__(self) -> None:
@@ -229,7 +273,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return RadAISegmentParameterNode(super().getParameterNode())
 
-    # -- geometry and I/O -------------------------------------------------------------
+    # -- geometry and I/O -------------------------------------------------------------------------
     def loadVolume(self, path: str, name: str | None = None):
         """Read a file or DICOM folder with the engine and add it to the scene as a volume node."""
         from RadAISegmentLib.io import read_image
@@ -241,9 +285,11 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         """Shape, spacing and origin of a volume node, in RAS as Slicer shows them."""
         from RadAISegmentLib.image import geometry_summary
         from RadAISegmentLib.mrml import image_from_volume_node
+        if volumeNode.GetImageData() is None:    # selected while still loading
+            return "No voxels loaded yet."
         return geometry_summary(image_from_volume_node(volumeNode))
 
-    # -- models, devices and dependencies ------------------------------------------------
+    # -- models, devices and dependencies ------------------------------------------------------------
     def availableModelIds(self) -> list[str]:
         """Ids of the shipped and installed models (the Model combo box), ``lesion-roi`` first when present."""
         try:
@@ -290,80 +336,50 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         return f"{where}, torch {info['torch']}{memory}{warning}"
 
     def ensureDependencies(self) -> None:
-        """Install Resources/requirements.txt on first use (never at import time)."""
-        requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
-        from importlib.util import find_spec
-        if all(find_spec(name) for name in ("monai", "SimpleITK", "torch")):
-            return
-        try:
-            import PyTorchUtils  # SlicerPyTorch extension installs a torch build matching the GPU
-            PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
-        except ImportError:
-            logging.info("SlicerPyTorch not found; installing torch from requirements.txt")
-        if hasattr(slicer, "packaging") and hasattr(slicer.packaging, "pip_ensure"):
-            slicer.packaging.pip_ensure(requirements)
-        else:
-            slicer.util.pip_install(["-r", requirements])
+        """Install this module's requirements (and PyTorch through SlicerPyTorch if missing) on first use."""
+        from RadAISegmentLib.dependencies import ensure_requirements
+        requirements = os.path.join(os.path.dirname(__file__), "Resources", "RadAISegment-requirements.txt")
+        ensure_requirements(requirements, "RadAI Segment", needs_torch=True)
 
-    # -- segmentation ---------------------------------------------------------------------
+    # -- jobs in the worker process -----------------------------------------------------------------
     @staticmethod
     def seedPointsRAS(parameterNode) -> list[tuple[float, float, float]]:
         """World (RAS mm) positions of the seed markups' control points (empty without a markups node)."""
-        points, seeds = parameterNode.seedPoints, []
-        for index in range(points.GetNumberOfControlPoints() if points else 0):
-            position = [0.0, 0.0, 0.0]
-            points.GetNthControlPointPositionWorld(index, position)
-            seeds.append(tuple(float(v) for v in position))
-        return seeds
+        from RadAISegmentLib.slicer_jobs import markups_points_ras
+        return markups_points_ras(parameterNode.seedPoints)
 
     def startSegmentation(self, parameterNode):
-        """Start engine inference in a worker thread; returns a ``RadAISegmentLib.jobs.BackgroundJob`` to poll.
-        The input volume is copied to an engine Image here (main thread); the worker never touches MRML."""
-        from RadAISegmentLib.errors import InputError
-        from RadAISegmentLib.jobs import start_segmentation_job
-        from RadAISegmentLib.mrml import image_from_volume_node
-        if not parameterNode.inputVolume:
-            raise InputError("No input volume selected: choose the CT or MR volume to segment.")
-        image = image_from_volume_node(parameterNode.inputVolume)
-        seeds = self.seedPointsRAS(parameterNode)
-        return start_segmentation_job(image, parameterNode.modelId, seeds_ras=seeds,
-                                      box_mm=parameterNode.boxSizeMm or None, device=parameterNode.device,
-                                      fast=parameterNode.fastMode, crop_foreground=parameterNode.cropToBody)
+        """Start segmentation (and Grad-CAM when ``explain`` is ticked) of the parameter node's inputs in the
+        worker process; returns the ``WorkerJob`` to poll. Raises ``InputError`` without an input volume."""
+        from RadAISegmentLib.slicer_jobs import start_segmentation
+        return start_segmentation(parameterNode)
 
-    def finishSegmentation(self, job, parameterNode):
-        """Main thread: turn a finished job's labelmap into a segmentation node (new unless chosen)."""
-        from RadAISegmentLib.mrml import (place_in_subject_hierarchy, segmentation_node_from_labelmap,
-                                          show_closed_surfaces)
-        labelmap = job.result()
-        volume = parameterNode.inputVolume
-        name = f"{volume.GetName()} {parameterNode.modelId}"
-        node = segmentation_node_from_labelmap(labelmap, name, reference_volume_node=volume,
-                                               existing_node=parameterNode.outputSegmentation)
-        place_in_subject_hierarchy(node, volume)     # under the input's study
-        show_closed_surfaces(node)
-        return node
+    def finishSegmentation(self, job):
+        """Main thread: the finished job's labelmap as a segmentation node (new unless the job was started
+        with an output node), and its saliency map as a heat volume when it explained; both filed under the
+        volume the job started with. Raises the job's error (``CancelledError`` when cancelled)."""
+        from RadAISegmentLib.slicer_jobs import finish_job
+        return finish_job(job)["segmentation"]
 
-    # -- saliency -------------------------------------------------------------------------
     def explainSegmentation(self, volumeNode, modelId: str, seedRAS=None, opacity: float = 0.6, label=None,
                             threshold: float = 0.3, boxMm=None):
-        """Grad-CAM saliency of ``modelId`` on ``volumeNode`` as a new heat-coloured volume node.
+        """Grad-CAM saliency of ``modelId`` on ``volumeNode`` (computed in the worker process; waits) as a new
+        heat-coloured volume node: slice foreground at ``opacity``, volume-rendered above ``threshold``.
 
         seedRAS: (R, A, S) mm point the crop is centred on (required by promptable lesion models).
         boxMm: edge of the region around the seed (mm), the one segmentation used (default: the card's).
-        The map (0..1, on the input grid) is shown as the slice foreground at ``opacity`` and
-        volume-rendered in 3D above ``threshold``. The input volume is not modified.
+        The input volume is not modified.
         """
-        from RadAISegmentLib.mrml import (image_from_volume_node, place_in_subject_hierarchy, saliency_volume_node,
-                                          setup_saliency_volume_rendering)
-        from RadAISegmentLib.saliency import explain_image
-        image = image_from_volume_node(volumeNode)
-        seed = tuple(float(v) for v in seedRAS) if seedRAS is not None else None
-        result = explain_image(image, modelId, label=label or None, seed_ras=seed, box_mm=boxMm or None)
-        node = saliency_volume_node(result.map, f"{volumeNode.GetName()} {modelId} saliency",
-                                    scene=volumeNode.GetScene(), threshold=threshold, opacity=opacity)
-        setup_saliency_volume_rendering(node, threshold=threshold, max_opacity=opacity)
-        place_in_subject_hierarchy(node, volumeNode)
-        return node
+        from RadAISegmentLib.slicer_jobs import finish_job, start_explanation
+        job = start_explanation(volumeNode, modelId, seedRAS, label, boxMm, opacity, threshold)
+        job.wait()
+        return finish_job(job)["saliency"]
+
+    @staticmethod
+    def shutdownWorker() -> None:
+        """Stop the worker process (module cleanup); the next job starts a new one."""
+        from RadAISegmentLib.worker_client import stop_shared_workers
+        stop_shared_workers()
 
 
 class RadAISegmentTest(ScriptedLoadableModuleTest):
@@ -403,7 +419,7 @@ class RadAISegmentTest(ScriptedLoadableModuleTest):
         parameters.device, parameters.boxSizeMm = "cpu", box_mm
         job = logic.startSegmentation(parameters)
         self.assertTrue(job.wait(300), "segmentation did not finish within 5 minutes")
-        segmentation = logic.finishSegmentation(job, parameters)
+        segmentation = logic.finishSegmentation(job)
         rows = measure_segments(labelmap_from_segmentation_node(segmentation, reference))
         reference_ml = np.count_nonzero(reference.array) * reference.voxel_volume_mm3 / 1000.0
         self.assertEqual(len(rows), 1)

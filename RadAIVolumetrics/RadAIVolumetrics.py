@@ -7,21 +7,16 @@ calls ``RadAIVolumetricsLib`` (engine, no Slicer imports), so it runs headless.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+from typing import Annotated
 
 import slicer
-import json
-
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
-
-try:
-    from typing import Annotated
-except ImportError:
-    from typing_extensions import Annotated
 
 
 class RadAIVolumetrics(ScriptedLoadableModule):
@@ -89,19 +84,28 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadAIVolumetricsLogic()
-        self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
-        self.ui.exportCsvButton.connect("clicked(bool)", self.onExportCsv)
-        self.ui.copyButton.connect("clicked(bool)", self.onCopy)
-        self.ui.efButton.connect("clicked(bool)", self.onEjectionFraction)
-        self.ui.validateButton.connect("clicked(bool)", self.onValidate)
-        self.ui.efSequenceButton.connect("clicked(bool)", self.onEjectionFractionSequence)
-        self.ui.addTimepointButton.connect("clicked(bool)", self.onAddTimepoint)
-        self.ui.removeTimepointButton.connect("clicked(bool)", self.onRemoveTimepoint)
-        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+        for button, slot in ((self.ui.measureButton, self.onMeasure), (self.ui.exportCsvButton, self.onExportCsv),
+                             (self.ui.copyButton, self.onCopy), (self.ui.efButton, self.onEjectionFraction),
+                             (self.ui.validateButton, self.onValidate),
+                             (self.ui.efSequenceButton, self.onEjectionFractionSequence),
+                             (self.ui.addTimepointButton, self.onAddTimepoint),
+                             (self.ui.removeTimepointButton, self.onRemoveTimepoint),
+                             (self.ui.compareButton, self.onCompare)):
+            button.connect("clicked(bool)", slot)
         self.setParameterNode(self.logic.getParameterNode())
 
     def cleanup(self) -> None:
+        self.setParameterNode(None)
         self.removeObservers()
+
+    def _run(self, message: str, action) -> None:
+        """Install the module's requirements on first use, then ``action``; an error is shown, never raised."""
+        try:
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                self.logic.ensureDependencies()
+                action()
+        except Exception:  # shown to the user by tryWithErrorDisplay
+            pass
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -112,9 +116,9 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showTimepoints()
 
     def onMeasure(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Measurement failed.", waitCursor=True):
-            p = self._parameterNode
-            p.outputTable = self.logic.measure(p.segmentation, p.intensityVolume, p.outputTable, p.drawRecistAxes)
+        p = self._parameterNode
+        self._run("Measurement failed.", lambda: setattr(p, "outputTable", self.logic.measure(
+            p.segmentation, p.intensityVolume, p.outputTable, p.drawRecistAxes)))
 
     def onExportCsv(self) -> None:
         import qt
@@ -128,19 +132,22 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QApplication.clipboard().setText(self.logic.tableAsText(self._parameterNode.outputTable))
 
     def onEjectionFraction(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Ejection fraction failed.", waitCursor=True):
+        def run():
             p = self._parameterNode
             result = self.logic.ejectionFraction(p.edSegmentation, p.esSegmentation, p.bloodPoolLabel,
                                                  p.myocardiumLabel or None, p.heartRateBpm or None)
             self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
+        self._run("Ejection fraction failed.", run)
 
     def onEjectionFractionSequence(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Ejection fraction failed.", waitCursor=True):
-            p = self._parameterNode
-            result = self.logic.ejectionFractionFromSequence(p.cardiacSequence, p.bloodPoolLabel,
-                                                             p.myocardiumLabel or None, p.heartRateBpm or None)
-            self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
-            slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
+        self._run("Ejection fraction failed.", self._efSequence)
+
+    def _efSequence(self) -> None:
+        p = self._parameterNode
+        result = self.logic.ejectionFractionFromSequence(p.cardiacSequence, p.bloodPoolLabel,
+                                                         p.myocardiumLabel or None, p.heartRateBpm or None)
+        self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
+        slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
 
     # -- Longitudinal tab: the timepoint list lives in the parameter node as JSON ------------------
     def _timepointEntries(self) -> list:
@@ -177,25 +184,29 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showTimepoints()
 
     def onCompare(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Longitudinal comparison failed.", waitCursor=True):
-            entries = self._timepointEntries()
-            nodes = [(slicer.mrmlScene.GetNodeByID(e["volume"]), slicer.mrmlScene.GetNodeByID(e["segmentation"]))
-                     for e in entries]
-            outputs = self.logic.trackLesions([v for v, _ in nodes], [s for _, s in nodes],
-                                              [e["date"] for e in entries])
-            self.ui.longitudinalResultLabel.text = self.logic.comparisonText(outputs["result"])
-            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
-            selection = slicer.app.applicationLogic().GetSelectionNode()
-            selection.SetActiveTableID(outputs["table"].GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
+        self._run("Longitudinal comparison failed.", self._compare)
+
+    def _compare(self) -> None:
+        entries = self._timepointEntries()
+        nodes = [(slicer.mrmlScene.GetNodeByID(e["volume"]), slicer.mrmlScene.GetNodeByID(e["segmentation"]))
+                 for e in entries]
+        outputs = self.logic.trackLesions([v for v, _ in nodes], [s for _, s in nodes],
+                                          [e["date"] for e in entries])
+        self.ui.longitudinalResultLabel.text = self.logic.comparisonText(outputs["result"])
+        slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetActiveTableID(outputs["table"].GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
 
     def onValidate(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Validation failed.", waitCursor=True):
-            p = self._parameterNode
-            rows = self.logic.validate(p.segmentation, p.referenceSegmentation, p.toleranceMm,
-                                       p.secondSegmentation)
-            from RadAIVolumetricsLib.validation.outputs import case_rows_text
-            self.ui.validationResultLabel.text = case_rows_text(rows)
+        self._run("Validation failed.", self._validate)
+
+    def _validate(self) -> None:
+        p = self._parameterNode
+        rows = self.logic.validate(p.segmentation, p.referenceSegmentation, p.toleranceMm,
+                                   p.secondSegmentation)
+        from RadAIVolumetricsLib.validation.outputs import case_rows_text
+        self.ui.validationResultLabel.text = case_rows_text(rows)
 
 
 class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
@@ -207,6 +218,12 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return RadAIVolumetricsParameterNode(super().getParameterNode())
 
+    def ensureDependencies(self) -> None:
+        """Install this module's requirements into Slicer's Python on first use (never at import time)."""
+        from RadAISegmentLib.dependencies import ensure_requirements
+        ensure_requirements(os.path.join(os.path.dirname(__file__), "Resources", "RadAIVolumetrics-requirements.txt"),
+                            "RadAI Volumetrics")
+
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
     def _labelmap(segmentationNode, referenceVolumeNode=None):
@@ -217,31 +234,14 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
 
     # -- Measurements tab --------------------------------------------------------------------
     def measure(self, segmentationNode, intensityVolumeNode=None, tableNode=None, drawRecistAxes=False):
-        """Measure every segment into a table node (columns carry name and unit); returns the table node."""
+        """Measure every segment into a table node (columns carry name and unit; intensity statistics in HU for
+        CT when an intensity volume is given), RECIST axes as line markups on request; returns the table node."""
         from RadAISegmentLib.mrml import image_from_volume_node
-        from RadAIVolumetricsLib.measurements import MEASURES, measure_segments
-        from RadAIVolumetricsLib.mrml import line_markup, table_node_from_rows
+        from RadAIVolumetricsLib.scene_results import measurement_table
         labelmap = self._labelmap(segmentationNode, intensityVolumeNode)
         image = image_from_volume_node(intensityVolumeNode) if intensityVolumeNode else None
-        rows = measure_segments(labelmap, image)
-        columns = [("name", "")] + [(info.key, info.unit) for info in MEASURES if info.key != "name"]
-        flat = [{key: row.get(key) for key, _ in columns} for row in rows]
-        if image is not None:   # first-order statistics: HU for CT, the image's own units otherwise
-            unit = "HU" if str(image.metadata.get("modality", "")).upper() == "CT" else ""
-            keys = ("mean", "sd", "min", "max", "median", "p5", "p25", "p75", "p95")
-            columns += [(f"intensity_{key}", unit) for key in keys]
-            for row, out in zip(rows, flat):
-                out.update({f"intensity_{key}": row["intensity"].get(key) for key in keys})
-        table = table_node_from_rows(flat, columns, f"{segmentationNode.GetName()} measurements", existing_node=tableNode)
-        if drawRecistAxes:
-            for row in rows:
-                axes = row.get("recist_long_axis_endpoints_ras")
-                if axes:
-                    line_markup(axes[0], axes[1], f"{row['name']} RECIST long axis")
-                short = row.get("recist_short_axis_endpoints_ras")
-                if short:
-                    line_markup(short[0], short[1], f"{row['name']} RECIST short axis")
-        return table
+        return measurement_table(labelmap, image, f"{segmentationNode.GetName()} measurements", tableNode,
+                                 drawRecistAxes)
 
     def exportTableCsv(self, tableNode, path: str) -> str:
         """Write the table as CSV (header = column names, units in their suffix), atomically; returns ``path``."""
@@ -336,27 +336,9 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         per lesion in its track colour) and ``segmentations`` (per timepoint, a new node whose segment
         ``Lesion <id>`` has the same colour at every timepoint).
         """
-        from RadAISegmentLib.mrml import segmentation_node_from_labelmap, show_closed_surfaces
-        from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
-        from RadAIVolumetricsLib.longitudinal.tracked import track_color, tracked_labelmaps
-        from RadAIVolumetricsLib.mrml import plot_chart, table_node_from_rows
+        from RadAIVolumetricsLib.scene_results import tracked_lesion_nodes
         timepoints, volumes = self._timepoints(volumeNodes, segmentationNodes, dates)
-        result = compare_timepoints(timepoints)
-        rows, columns = result.track_table()
-        scene = volumes[0].GetScene()
-        table = table_node_from_rows(rows, columns, "Lesion tracking", scene=scene)
-        days = [p["days_from_baseline"] if p["days_from_baseline"] is not None else i
-                for i, p in enumerate(result.timepoints)]
-        series = {f"Lesion {lesion['id']}": lesion["volumes_ml"] for lesion in result.lesions}
-        colors = {f"Lesion {lesion['id']}": track_color(lesion["id"]) for lesion in result.lesions}
-        chart = plot_chart(days, series, "Lesion volume over time", "Days from baseline", "Volume (mL)",
-                           scene=scene, colors_rgb=colors)
-        segmentations = []
-        for labelmap, volume in zip(tracked_labelmaps([tp.lesions for tp in timepoints], result.lesions), volumes):
-            node = segmentation_node_from_labelmap(labelmap, f"{volume.GetName()} tracked lesions", volume)
-            show_closed_surfaces(node)
-            segmentations.append(node)
-        return {"result": result, "table": table, "chart": chart, "segmentations": segmentations}
+        return tracked_lesion_nodes(timepoints, volumes)
 
     @staticmethod
     def comparisonText(result) -> str:

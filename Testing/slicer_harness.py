@@ -1,17 +1,21 @@
 """Headless Slicer core for tests: one MRML scene with the logics RadAI's bridge needs.
 
 Sets ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` before VTK creates any window, puts
-``Testing/slicer`` (test-only shims: ``ScriptedLoadableModule``, ``parameterNodeWrapper``) on
-``slicer.__path__``, and provides ``slicer.modules.segmentations.logic()`` so
-``slicer.util.arrayFromSegmentBinaryLabelmap`` works without the application.
+``Testing/slicer`` (test-only stand-ins as strict as Slicer: ``ScriptedLoadableModule``,
+``parameterNodeWrapper``) on ``slicer.__path__`` and ``Testing/standins`` (``qt``, ``ctk``: PythonQt's
+idioms on PySide6) on ``sys.path``, as Slicer always has them, and provides
+``slicer.modules.segmentations.logic()`` so ``slicer.util.arrayFromSegmentBinaryLabelmap`` works without
+the application. The Qt application itself is started only by ``slicer_qt_harness``.
 """
 from __future__ import annotations
 
 import os
+import sys
 import types
 from pathlib import Path
 
 SHIM_DIR = Path(__file__).resolve().parent / "slicer"
+STANDINS_DIR = Path(__file__).resolve().parent / "standins"
 
 
 def start_headless_slicer():
@@ -23,6 +27,8 @@ def start_headless_slicer():
         return slicer
     if str(SHIM_DIR) not in slicer.__path__:
         slicer.__path__.append(str(SHIM_DIR))
+    if str(STANDINS_DIR) not in sys.path:
+        sys.path.insert(0, str(STANDINS_DIR))
     scene = slicer.vtkMRMLScene()
     slicer.mrmlScene = scene
     segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()

@@ -34,9 +34,10 @@ def expected_scripts(module_dir: Path) -> list[str]:
 
 
 def expected_resources(module_dir: Path) -> list[str]:
-    """The wizard's icon, UI and requirements, then data files under ``<Module>Lib/``."""
+    """The wizard's icon, UI and requirements, then data files under ``<Module>Lib/``. Each is named after the
+    module: both modules copy ``Resources/`` into the same folder of the built extension."""
     name = module_dir.name
-    return [f"Resources/Icons/{name}.png", f"Resources/UI/{name}.ui", "Resources/requirements.txt"] + \
+    return [f"Resources/Icons/{name}.png", f"Resources/UI/{name}.ui", f"Resources/{name}-requirements.txt"] + \
         _lib_files(module_dir, RESOURCE_SUFFIXES)
 
 
@@ -55,7 +56,8 @@ def listed(cmake_text: str, variable: str) -> list[str]:
 
 def _render(variable: str, entries: list[str], module_name: str) -> str:
     lines = [entry.replace(module_name, "${MODULE_NAME}", 1) if entry.startswith(module_name) or
-             entry.endswith(f"/{module_name}.png") or entry.endswith(f"/{module_name}.ui") else entry
+             entry.endswith(f"/{module_name}.png") or entry.endswith(f"/{module_name}.ui")
+             or entry.endswith(f"/{module_name}-requirements.txt") else entry
              for entry in entries]
     return f"set({variable}\n" + "".join(f"  {line}\n" for line in lines) + "  )"
 

@@ -36,7 +36,7 @@ def test_top_level_cmake_follows_extension_template():
     text = (REPO_ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{variable}\s+"[^"]+"\)', text), f"EXTENSION_{variable} missing or empty"
-    steps = ["find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})"]
+    steps = ["find_package(Slicer ${RadAI_MINIMUM_SLICER_VERSION} REQUIRED)", "include(${Slicer_USE_FILE})"]
     steps += [f"add_subdirectory({module.name})" for module in _modules()]
     steps += ["include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"]
     positions = [text.find(step) for step in steps]
@@ -93,7 +93,7 @@ def test_requirements_are_valid_and_match_the_package(module):
     declared = {canonicalize_name(Requirement(item).name): Requirement(item)
                 for item in re.findall(r'"([^"]+)"', dependencies)}
     lines = [line.split("#", 1)[0].strip() for line in
-             (REPO_ROOT / module / "Resources" / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+             (REPO_ROOT / module / "Resources" / f"{module}-requirements.txt").read_text(encoding="utf-8").splitlines()]
     requirements = [Requirement(line) for line in lines if line]
     assert requirements, "requirements.txt lists no package"
     for requirement in requirements:
@@ -121,25 +121,39 @@ def test_sync_helper_lists_nested_scripts_and_data(tmp_path):
 
 
 _STAND_IN_SLICER = {
-    # A minimal stand-in for Slicer's CMake package: the same variables and macro signatures; the
-    # macro fails on a listed file that does not exist and copies scripts where Slicer puts them.
+    # A minimal stand-in for Slicer's CMake package: the same variables and macro signatures, a version
+    # file (find_package(Slicer X.Y) is checked against it), and scripted modules copied as CTK's
+    # ctkMacroCompilePythonScript does: one custom command per file, per module target, into one shared
+    # folder (so two modules generating the same file is an error Ninja reports, as with real Slicer).
     "SlicerConfig.cmake": """
 set(Slicer_USE_FILE ${CMAKE_CURRENT_LIST_DIR}/UseSlicer.cmake)
 set(Slicer_EXTENSION_GENERATE_CONFIG ${CMAKE_CURRENT_LIST_DIR}/GenerateConfig.cmake)
 set(Slicer_EXTENSION_CPACK ${CMAKE_CURRENT_LIST_DIR}/CPack.cmake)
-set(Slicer_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.8/qt-scripted-modules)
-set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-5.8/qt-scripted-modules)
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-@VERSION@/qt-scripted-modules)
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR lib/Slicer-@VERSION@/qt-scripted-modules)
+""",
+    "SlicerConfigVersion.cmake": """
+set(PACKAGE_VERSION "@VERSION@.0")
+if(PACKAGE_VERSION VERSION_LESS PACKAGE_FIND_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+endif()
 """,
     "UseSlicer.cmake": """
 function(slicerMacroBuildScriptedModule)
   cmake_parse_arguments(MY "WITH_GENERIC_TESTS;WITH_SUBDIR;VERBOSE" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
+  set(copied)
   foreach(file ${MY_SCRIPTS} ${MY_RESOURCES})
     if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${file})
       message(FATAL_ERROR "${MY_NAME}: listed file ${file} does not exist")
     endif()
-    get_filename_component(dir ${file} DIRECTORY)
-    file(COPY ${CMAKE_CURRENT_SOURCE_DIR}/${file} DESTINATION ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/${dir})
+    set(target_file ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/${file})
+    add_custom_command(OUTPUT ${target_file} DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${file}
+      COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_CURRENT_SOURCE_DIR}/${file} ${target_file})
+    list(APPEND copied ${target_file})
   endforeach()
+  add_custom_target(Copy${MY_NAME}PythonFiles ALL DEPENDS ${copied})
 endfunction()
 function(slicer_add_python_unittest)
   cmake_parse_arguments(MY "" "SCRIPT" "" ${ARGN})
@@ -159,20 +173,33 @@ endforeach()
 }
 
 
-def test_cmake_configures_and_build_tree_finds_resources(tmp_path):
-    """Configure the extension against a stand-in Slicer; the engine in the build tree finds the sample data."""
-    slicer_dir = tmp_path / "slicer"
-    slicer_dir.mkdir()
+def _stand_in_slicer(folder: Path, version: str) -> Path:
+    folder.mkdir()
     for name, text in _STAND_IN_SLICER.items():
-        (slicer_dir / name).write_text(text, encoding="utf-8")
+        (folder / name).write_text(text.replace("@VERSION@", version), encoding="utf-8")
+    return folder
+
+
+def _configure(source: Path, build: Path, slicer_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["cmake", "-G", "Ninja", "-S", str(source), "-B", str(build), f"-DSlicer_DIR={slicer_dir}",
+                           "-DBUILD_TESTING=ON"], capture_output=True, text=True, timeout=120)
+
+
+def test_cmake_builds_with_ninja_and_build_tree_finds_resources(tmp_path):
+    """Configure and build (Ninja) against a stand-in Slicer 5.10; the engine in the build tree finds the sample
+    data and each module's requirement file is there under its own name."""
     build = tmp_path / "build"
-    result = subprocess.run(["cmake", "-S", str(REPO_ROOT), "-B", str(build), f"-DSlicer_DIR={slicer_dir}",
-                             "-DBUILD_TESTING=ON"], capture_output=True, text=True, timeout=120)
+    result = _configure(REPO_ROOT, build, _stand_in_slicer(tmp_path / "slicer", "5.10"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    modules_dir = build / "lib" / "Slicer-5.8" / "qt-scripted-modules"
+    built = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-2000:]
+    modules_dir = build / "lib" / "Slicer-5.10" / "qt-scripted-modules"
     for module in sync.MODULES:
-        for entry in sync.expected_scripts(REPO_ROOT / module):
+        cmake = (REPO_ROOT / module / "CMakeLists.txt").read_text(encoding="utf-8")
+        for entry in sync.listed(cmake, "MODULE_PYTHON_SCRIPTS") + sync.listed(cmake, "MODULE_PYTHON_RESOURCES"):
             assert (modules_dir / entry).is_file(), entry
+        assert (modules_dir / "Resources" / f"{module}-requirements.txt").read_bytes() == \
+            (REPO_ROOT / module / "Resources" / f"{module}-requirements.txt").read_bytes()
     probe = ("from RadAISegmentLib import sample_data as s; "
              "print(s.sample_case('abdomen-ct')['image']); print(s.__file__)")
     env = {key: value for key, value in os.environ.items() if key != "RADAI_RESOURCES"}
@@ -181,4 +208,24 @@ def test_cmake_configures_and_build_tree_finds_resources(tmp_path):
                            timeout=120)
     assert found.returncode == 0, found.stderr[-2000:]
     image_path, module_path = found.stdout.split()
-    assert Path(module_path).is_relative_to(build) and Path(image_path).is_relative_to(build / "lib" / "Slicer-5.8")
+    assert Path(module_path).is_relative_to(build) and Path(image_path).is_relative_to(build / "lib" / "Slicer-5.10")
+
+
+def test_ninja_refuses_two_modules_generating_one_file_and_slicer_5_8(tmp_path):
+    """What the stand-in catches: the extension as it was (both modules installing Resources/requirements.txt)
+    stops Ninja with "multiple rules generate"; Slicer 5.8 is refused at configure time."""
+    source = tmp_path / "source"
+    top_level_only = {".venv", ".git", "Testing", "docs", "benchmarks", "radai.egg-info"}
+    shutil.copytree(REPO_ROOT, source, ignore=lambda folder, names: [
+        n for n in names if n == "__pycache__" or (Path(folder) == REPO_ROOT and n in top_level_only)])
+    for module in sync.MODULES:
+        (source / module / "Resources" / "requirements.txt").write_text("scipy>=1.11\n", encoding="utf-8")
+        cmake = source / module / "CMakeLists.txt"
+        cmake.write_text(cmake.read_text(encoding="utf-8").replace("Resources/${MODULE_NAME}-requirements.txt",
+                                                                   "Resources/requirements.txt"), encoding="utf-8")
+    result = _configure(source, tmp_path / "build", _stand_in_slicer(tmp_path / "slicer", "5.10"))
+    built = subprocess.run(["cmake", "--build", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 or built.returncode != 0
+    assert "multiple rules generate" in result.stdout + result.stderr + built.stdout + built.stderr
+    old = _configure(REPO_ROOT, tmp_path / "build-5.8", _stand_in_slicer(tmp_path / "slicer-5.8", "5.8"))
+    assert old.returncode != 0 and "5.10" in old.stdout + old.stderr

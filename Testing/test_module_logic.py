@@ -108,7 +108,7 @@ def lesion_run(segment_module, slicer_scene):
     parameters.boxSizeMm = _tumour_prompt()[1]
     job = logic.startSegmentation(parameters)
     assert job.wait(300), "lesion-roi did not finish within 5 minutes"
-    node = logic.finishSegmentation(job, parameters)
+    node = logic.finishSegmentation(job)
     return logic, parameters, volume, before, node
 
 
@@ -145,7 +145,7 @@ def test_segment_logic_second_run_new_node_unless_output_set(lesion_run, slicer_
     count = len(_segmentation_nodes(slicer_scene))
     job = logic.startSegmentation(parameters)
     assert job.wait(300)
-    second = logic.finishSegmentation(job, parameters)
+    second = logic.finishSegmentation(job)
     assert second.GetID() != first.GetID()
     assert len(_segmentation_nodes(slicer_scene)) == count + 1
     assert first.GetSegmentation().GetNumberOfSegments() == 1  # earlier result intact
@@ -153,7 +153,7 @@ def test_segment_logic_second_run_new_node_unless_output_set(lesion_run, slicer_
     try:
         job = logic.startSegmentation(parameters)
         assert job.wait(300)
-        third = logic.finishSegmentation(job, parameters)
+        third = logic.finishSegmentation(job)
     finally:
         parameters.outputSegmentation = None
     assert third.GetID() == second.GetID()
@@ -171,7 +171,7 @@ def test_segment_logic_cancel_leaves_scene_unchanged(lesion_run, slicer_scene):
     with pytest.raises((CancelledError, FuturesCancelledError)):
         job.result()
     with pytest.raises((CancelledError, FuturesCancelledError)):
-        logic.finishSegmentation(job, parameters)  # what the Widget's poll does once the job is done
+        logic.finishSegmentation(job)  # what the Widget's poll does once the job is done
     assert slicer_scene.GetNumberOfNodes() == nodes_before
 
 

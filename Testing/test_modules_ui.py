@@ -1,8 +1,12 @@
-"""Each module's .ui matches its module file.
+"""Each module's .ui matches its module file, by Slicer's rules.
 
-Every widget with a ``SlicerParameterName`` names an existing parameter-node field of a matching
-type, and every ``self.ui.<name>`` the module code uses exists in the .ui. Parsed statically
-(ast + XML), so it runs without Qt.
+Every widget with a ``SlicerParameterName`` names a field of the module's parameter-node class, and the
+widget's class / the field's annotated type is a pair Slicer (>= 5.10, the declared minimum) has a GUI
+connector for: ``rule_for`` of the strict stand-in refuses exactly what Slicer's ``connectGui`` refuses
+(a combo box bound to a str without ``Choice``, an unbounded slider, any other class/type pair).
+Sliders are bounded in the .ui as in the parameter class (Slicer replaces the .ui bounds with
+``WithinRange``'s). Every ``self.ui.<name>`` the module code uses exists in the .ui. The .ui is parsed
+as XML here; ``test_module_panels.py`` binds the same widgets live on real Qt.
 """
 
 from __future__ import annotations
@@ -14,51 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from slicer_harness import load_module_file
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["RadAISegment", "RadAIVolumetrics"]
 
-# widget class -> accepted annotation base types
-WIDGET_TYPES = {
-    "qMRMLNodeComboBox": None,  # any vtkMRML*Node, checked against nodeTypes below
-    "qMRMLSubjectHierarchyComboBox": None,
-    "QCheckBox": {"bool"},
-    "ctkCheckBox": {"bool"},
-    "QLineEdit": {"str"},
-    "QComboBox": {"str"},
-    "ctkComboBox": {"str"},
-    "ctkSliderWidget": {"float", "int"},
-    "qMRMLSliderWidget": {"float", "int"},
-    "QDoubleSpinBox": {"float"},
-    "ctkDoubleSpinBox": {"float"},
-    "QSpinBox": {"int"},
-    "QSlider": {"int"},
-}
 
-
-def _base_type(annotation: ast.expr) -> str:
-    if isinstance(annotation, ast.Subscript):  # Annotated[float, ...] / Optional[...]
-        inner = annotation.slice
-        first = inner.elts[0] if isinstance(inner, ast.Tuple) else inner
-        return _base_type(first)
-    if isinstance(annotation, ast.Attribute):
-        return annotation.attr
-    if isinstance(annotation, ast.Name):
-        return annotation.id
-    return ast.unparse(annotation)
-
-
-def _parameter_fields(module: str) -> dict[str, str]:
-    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(
-            ast.unparse(d).endswith("parameterNodeWrapper") for d in node.decorator_list
-        ):
-            return {
-                s.target.id: _base_type(s.annotation)
-                for s in node.body
-                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
-            }
-    raise AssertionError(f"{module}.py has no @parameterNodeWrapper class")
+@pytest.fixture(scope="module")
+def parameter_classes(slicer_scene):
+    classes = {}
+    for module in MODULES:
+        code = load_module_file(f"{module}/{module}.py", f"_radai_ui_rules_{module}")
+        classes[module] = getattr(code, f"{module}ParameterNode")
+    return classes
 
 
 def _ui_widgets(module: str) -> dict[str, ET.Element]:
@@ -66,34 +38,82 @@ def _ui_widgets(module: str) -> dict[str, ET.Element]:
     return {w.get("name"): w for w in root.iter("widget")}
 
 
-def _parameter_name(widget: ET.Element) -> str | None:
+def _property(widget: ET.Element, name: str) -> str | None:
     for prop in widget.findall("property"):
-        if prop.get("name") == "SlicerParameterName":
-            return prop.findtext("string")
+        if prop.get("name") == name:
+            return next(iter(prop)).text
     return None
 
 
+def _bindings(module: str) -> list[tuple[str, str, str]]:
+    """(widget name, widget class, parameter name) of every bound widget of a module's .ui."""
+    return [(name, widget.get("class"), _property(widget, "SlicerParameterName"))
+            for name, widget in _ui_widgets(module).items() if _property(widget, "SlicerParameterName")]
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_bound_widgets_name_existing_fields_of_matching_type(module: str) -> None:
-    fields = _parameter_fields(module)
-    bound = 0
-    for name, widget in _ui_widgets(module).items():
-        parameter = _parameter_name(widget)
-        if parameter is None:
-            continue
-        bound += 1
-        assert parameter in fields, f"{module}.ui widget {name} binds unknown field {parameter!r}"
-        cls = widget.get("class")
-        assert cls in WIDGET_TYPES, f"{module}.ui widget {name}: unexpected bound widget class {cls}"
-        field_type = fields[parameter]
-        accepted = WIDGET_TYPES[cls]
-        if accepted is None:
-            node_types = [s.text for s in widget.iter("string") if s.text and s.text.startswith("vtkMRML")]
-            assert field_type.startswith("vtkMRML"), f"{name} is a node selector but {parameter} is {field_type}"
-            assert field_type in node_types, f"{name} lists {node_types}, field {parameter} is {field_type}"
-        else:
-            assert field_type in accepted, f"{name} ({cls}) bound to {parameter}: {field_type}"
-    assert bound >= 3, f"{module}.ui binds only {bound} widgets"
+def test_every_binding_is_one_slicer_accepts(module, parameter_classes):
+    from slicer.parameterNodeWrapper import SLICER_RULES_FROM, rule_for
+    assert SLICER_RULES_FROM == "5.10"
+    parameters = parameter_classes[module].allParameters
+    bindings = _bindings(module)
+    assert len(bindings) >= 5
+    for widget, cls, parameter in bindings:
+        assert parameter in parameters, f"{module}.ui {widget} binds unknown field {parameter!r}"
+        rule = rule_for(cls, parameters[parameter].datatype)     # raises where Slicer's connectGui raises
+        if rule.name == "qMRMLNodeComboBoxToNode":
+            node_types = [s.text for s in _ui_widgets(module)[widget].iter("string") if s.text.startswith("vtkMRML")]
+            assert node_types == [parameters[parameter].datatype.__name__], (widget, node_types)
+
+
+def test_the_rules_refuse_what_slicer_refuses():
+    """The pairs issue 17 found RadAISegment.ui binding, and their fixes."""
+    from typing import Annotated
+
+    from slicer import vtkMRMLScalarVolumeNode
+    from slicer.parameterNodeWrapper import Choice, Maximum, Minimum, WithinRange, rule_for
+    with pytest.raises(RuntimeError, match="requires the Choice annotation"):
+        rule_for("QComboBox", str)
+    with pytest.raises(RuntimeError, match="requires the Choice annotation"):
+        rule_for("ctkComboBox", Annotated[int, WithinRange(0, 3)])
+    assert rule_for("QComboBox", Annotated[str, Choice(["cpu", "cuda"])]).name == "QComboBoxToStringable"
+    for slider in ("ctkSliderWidget", "qMRMLSliderWidget"):
+        with pytest.raises(RuntimeError, match="unbounded"):
+            rule_for(slider, float)
+        with pytest.raises(RuntimeError, match="unbounded"):
+            rule_for(slider, Annotated[float, Minimum(0)])
+        assert rule_for(slider, Annotated[float, Minimum(0), Maximum(1)]).name.endswith("ToFloatInt")
+    with pytest.raises(RuntimeError, match="unbounded"):
+        rule_for("QSlider", int)
+    assert rule_for("QSpinBox", int).name == "QSliderOrSpinBoxToInt"           # a spin box may be unbounded
+    for widget, datatype in (("QSpinBox", float), ("QCheckBox", int), ("QLineEdit", int), ("QDateEdit", str),
+                             ("qMRMLNodeComboBox", str), ("QComboBox", vtkMRMLScalarVolumeNode),
+                             ("QTableWidget", str), ("ctkSliderWidget", str)):
+        with pytest.raises(RuntimeError, match="Unable to create GUI connector"):
+            rule_for(widget, datatype)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_slider_bounds_in_the_ui_match_within_range(module, parameter_classes):
+    from slicer.parameterNodeWrapper import WithinRange
+    from slicer.parameterNodeWrapper.types import first_of, split_annotations
+    parameters = parameter_classes[module].allParameters
+    sliders = [(w, p) for w, cls, p in _bindings(module) if cls in ("ctkSliderWidget", "qMRMLSliderWidget")]
+    assert sliders
+    for widget, parameter in sliders:
+        bounds = first_of(split_annotations(parameters[parameter].datatype)[1], WithinRange)
+        element = _ui_widgets(module)[widget]
+        ui_bounds = (float(_property(element, "minimum")), float(_property(element, "maximum")))
+        assert ui_bounds == (bounds.minimum, bounds.maximum), (widget, ui_bounds, bounds.minimum, bounds.maximum)
+
+
+def test_combo_boxes_the_code_fills_are_not_bound():
+    """modelComboBox is filled from the model cache by the Widget: Slicer's Choice connector would clear it."""
+    source = (ROOT / "RadAISegment" / "RadAISegment.py").read_text(encoding="utf-8")
+    filled = set(re.findall(r"self\.ui\.(\w+)\.addItems?\(", source))
+    assert "modelComboBox" in filled
+    bound = {widget for widget, _, _ in _bindings("RadAISegment")}
+    assert not filled & bound, filled & bound
 
 
 @pytest.mark.parametrize("module", MODULES)

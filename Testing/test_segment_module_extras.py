@@ -182,13 +182,20 @@ def test_ui_has_a_models_section_and_the_widget_wires_it():
 
 # -- subject hierarchy -----------------------------------------------------------------------------
 class _FinishedJob:
-    """What ``finishSegmentation`` reads from a finished ``BackgroundJob``."""
+    """A finished ``WorkerJob`` as ``finishSegmentation`` reads it: the inputs it started with and its result."""
 
-    def __init__(self, labelmap):
-        self._labelmap = labelmap
+    def __init__(self, labelmap, volume, output=None, model_id="lesion-roi"):
+        from RadAISegmentLib.jobs import JobInputs, JobResult
+        self.inputs = JobInputs("key", model_id, context={
+            "scene": volume.GetScene(), "volume_id": volume.GetID(), "volume_name": volume.GetName(),
+            "output_id": output.GetID() if output is not None else None, "opacity": 0.6, "threshold": 0.3})
+        self._result = JobResult(self.inputs, labelmap=labelmap)
 
     def result(self):
-        return self._labelmap
+        return self._result
+
+    def cleanup(self):
+        pass
 
 
 def _hierarchy(scene):
@@ -227,7 +234,7 @@ def study_run(segment_module, slicer_scene):
     parameters = _parameters(segment_module, slicer_scene, volume, seed, box_mm)
     job = logic.startSegmentation(parameters)
     assert job.wait(300), "lesion-roi did not finish within 5 minutes"
-    segmentation = logic.finishSegmentation(job, parameters)
+    segmentation = logic.finishSegmentation(job)
     saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed, boxMm=box_mm)
     return types.SimpleNamespace(logic=logic, volume=volume, patient=patient, study=study, seed=seed,
                                  box_mm=box_mm, parameters=parameters, segmentation=segmentation, saliency=saliency)
@@ -255,11 +262,7 @@ def test_overwritten_output_segmentation_moves_under_the_study(segment_module, s
     chosen = slicer_scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "chosen output at the root")
     hierarchy.CreateItem(hierarchy.GetSceneItemID(), chosen)
     labelmap = labelmap_from_segmentation_node(study_run.segmentation, image_from_volume_node(study_run.volume))
-    study_run.parameters.outputSegmentation = chosen
-    try:
-        node = study_run.logic.finishSegmentation(_FinishedJob(labelmap), study_run.parameters)
-    finally:
-        study_run.parameters.outputSegmentation = None
+    node = study_run.logic.finishSegmentation(_FinishedJob(labelmap, study_run.volume, output=chosen))
     assert node.GetID() == chosen.GetID()
     assert _parent_of(slicer_scene, node) == study_run.study
 
@@ -278,7 +281,7 @@ def test_results_of_a_volume_without_a_study_stay_at_the_scene_root(segment_modu
         assert not hierarchy.GetItemByDataNode(volume)
     labelmap = labelmap_from_segmentation_node(study_run.segmentation, image_from_volume_node(study_run.volume))
     parameters = _parameters(segment_module, slicer_scene, volume, study_run.seed, study_run.box_mm)
-    segmentation = logic.finishSegmentation(_FinishedJob(labelmap), parameters)
+    segmentation = logic.finishSegmentation(_FinishedJob(labelmap, volume))
     assert np.count_nonzero(labelmap_from_segmentation_node(segmentation, image_from_volume_node(volume)).array)
     nodes = [segmentation]
     if volume_item == "at the scene root":   # one Grad-CAM run is enough for the root case
@@ -350,7 +353,7 @@ def test_sample_data_urls_stay_valid_for_paths_with_spaces(segment_module, sampl
 def test_module_init_without_slicer_app(segment_module, monkeypatch):
     import slicer
     monkeypatch.delattr(slicer, "app", raising=False)
-    module = segment_module.RadAISegment(None)
+    module = segment_module.RadAISegment(types.SimpleNamespace(path=str(MODULE_FILE)))
     assert module.parent.title == "RadAI Segment" and module.parent.categories == ["Segmentation"]
 
 
@@ -359,7 +362,7 @@ def test_module_init_registers_sample_data_once_slicer_has_started(segment_modul
     connections = []
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda *args: connections.append(args)),
                         raising=False)
-    segment_module.RadAISegment(None)
+    segment_module.RadAISegment(types.SimpleNamespace(path=str(MODULE_FILE)))
     assert connections == [("startupCompleted()", segment_module.registerSampleData)]
     assert not sample_data_calls                           # nothing registered before start-up completes
     connections[0][1]()                                    # Slicer emits startupCompleted()
