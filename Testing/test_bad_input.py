@@ -84,6 +84,35 @@ def test_missing_slices(series):
     assert "mm" in message
 
 
+@pytest.mark.parametrize("new_uid", [True, False], ids=["second-instance", "same-file-twice"])
+def test_duplicate_slice_positions_refused(series, new_uid):
+    """A slice stored twice (a second instance at the same position, or the same file copied) is refused,
+    naming the position; nothing is silently dropped or averaged."""
+    by_position = sorted(series.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                                .ImagePositionPatient[2]))
+    data = pydicom.dcmread(by_position[7])
+    if new_uid:
+        data.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        data.InstanceNumber = 999
+    data.save_as(series / "copy-of-slice-7.dcm")
+    z = float(data.ImagePositionPatient[2])
+    message = expect(DicomError, ["share the position", "duplicate"], io.read_image, series)
+    assert f"{z:.2f} mm" in message
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha"])
+@pytest.mark.parametrize("components", [2, 3])
+def test_vector_images_refused(tmp_path, suffix, components):
+    """Several values per voxel (RGB, displacement fields, multi-echo stacks) are refused by every reader."""
+    import SimpleITK as sitk
+    path = tmp_path / f"vector{suffix}"
+    vector = sitk.GetImageFromArray(np.zeros((4, 5, 6, components), np.float32), isVector=True)
+    sitk.WriteImage(vector, str(path))
+    assert sitk.ReadImage(str(path)).GetNumberOfComponentsPerPixel() == components     # really a vector file
+    expect(DimensionError, ["one value per voxel", f"got {components} components", "vector"], io.read_image, path)
+    expect(DimensionError, ["one value per voxel"], io.read_labelmap, path)
+
+
 def test_gantry_tilt_refused(series):
     for file in series.iterdir():
         data = pydicom.dcmread(file)

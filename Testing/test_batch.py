@@ -141,3 +141,91 @@ def test_workers_share_the_cores_without_oversubscription(tmp_path, sample_data,
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 halves this pipeline's speed in a worker: not set here
     malloc = dask_client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(malloc.values()) == {None}
+
+
+def _wait_for(path, seconds=120):
+    import time
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.2)
+
+
+@pytest.fixture()
+def loopback_scheduler(tmp_path):
+    """A real Dask scheduler and one worker process, started with Dask's own CLI on 127.0.0.1 (as on a
+    cluster); yields the scheduler's tcp:// address."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    scheduler_file = tmp_path / "scheduler.json"
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "worker")}
+    processes = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], stdout=logs["scheduler"], stderr=subprocess.STDOUT)]
+    try:
+        _wait_for(scheduler_file)
+        processes.append(subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                           "--no-nanny", "--no-dashboard", "--name", "radai-loopback-worker",
+                                           "--local-directory", str(tmp_path / "worker")],
+                                          stdout=logs["worker"], stderr=subprocess.STDOUT))
+        from distributed import Client
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=60)
+        for handle in logs.values():
+            handle.close()
+
+
+def test_cli_batch_on_an_existing_scheduler_with_explain(tmp_path, sample_data, loopback_scheduler):
+    """`radai batch MANIFEST --model lesion-roi --explain --scheduler tcp://...` as a user types it: the studies
+    run on that cluster's worker (the scheduler saw them finish), each study gets a segmentation, measurements
+    and a saliency map equal to `explain_image` on the same prompt, on the image's grid."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from distributed import Client
+    from RadAISegmentLib.io import read_image, read_labelmap
+    from RadAISegmentLib.lesion.evaluate import case_prompt
+    from RadAISegmentLib.saliency import explain_image
+    image_path = sample_data / "lung-tumour_image.nrrd"
+    seed = case_prompt(read_labelmap(sample_data / "lung-tumour_labels.nrrd"))[0]
+    seed_text = ",".join(f"{v:.2f}" for v in seed)
+    rows = ["study,image,seed_ras"] + [f"lung{i},{image_path},\"{seed_text}\"" for i in range(2)]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    radai = str(Path(sys.executable).parent / "radai")
+    run = subprocess.run([radai, "batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out"),
+                          "--model", "lesion-roi", "--explain", "--scheduler", loopback_scheduler],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with Client(loopback_scheduler, timeout=60) as client:
+        # a lambda travels by value (the scheduler process cannot import this test module)
+        finished = client.run_on_scheduler(lambda dask_scheduler: sorted(
+            {str(entry[0]) for entry in dask_scheduler.transition_log
+             if str(entry[0]).startswith("radai-study-") and entry[2] == "memory"}))
+        assert finished == ["radai-study-lung0-0", "radai-study-lung1-1"]
+    image = read_image(image_path)
+    expected = explain_image(image, "lesion-roi", seed_ras=tuple(float(v) for v in seed_text.split(",")))
+    for study in ("lung0", "lung1"):
+        folder = tmp_path / "out" / study
+        assert json.loads((folder / "study.json").read_text())["settings"]["explain"] is True
+        segments = json.loads((folder / "measurements.json").read_text())["segments"]
+        assert segments and segments[0]["volume_ml"] > 0
+        saliency = read_image(folder / "saliency.nii.gz")
+        assert saliency.same_grid(image, tolerance=1e-4)
+        np.testing.assert_allclose(saliency.array, expected.map.array, atol=1e-6)
+        assert json.loads((folder / "saliency.json").read_text())["method"] == expected.metadata["method"]
+    # nothing listens on port 9: a one-line typed error naming the address (connect timeout shortened to 3 s)
+    refused = subprocess.run([radai, "batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out2"),
+                              "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "Cannot reach the Dask scheduler at tcp://127.0.0.1:9" in refused.stderr
+    assert not (tmp_path / "out2" / "lung0").exists()

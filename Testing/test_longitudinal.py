@@ -12,11 +12,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from RadAISegmentLib.image import Image
 from RadAISegmentLib.io import from_sitk, read_image, read_labelmap, to_sitk, write_image
 from RadAISegmentLib.phantoms import apply_matrix, followup_pair_phantom
 from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
 from RadAIVolumetricsLib.longitudinal.registration import register
-from RadAIVolumetricsLib.longitudinal.response import doubling_time_days, recist_category, volumetric_category
+from RadAIVolumetricsLib.longitudinal.response import recist_category, volumetric_category
 from RadAIVolumetricsLib.longitudinal.timepoint import Timepoint
 
 
@@ -51,8 +52,11 @@ def test_phantom_pair_registration_matching_and_volumes(phantom_pair):
         else:
             assert b is None                                 # the new lesion has no baseline volume
     assert result["recist_response"] == "PD" and result["volumetric_response"] == "PD"   # a new lesion appeared
+    # doubling time from the phantom's own voxel volumes: V(t) = V0·2^(t/Td) over the 90 days between the scans
+    grown_truth = [l for l in truth["lesions"] if l["volume_change_fraction"] and l["volume_change_fraction"] > 0][0]
+    v0, v1 = grown_truth["baseline"]["voxel_volume_mm3"], grown_truth["followup"]["voxel_volume_mm3"]
     grown = [l for l in result["lesions"] if l["status"] == "matched" and l["volumes_ml"][1] > l["volumes_ml"][0]][0]
-    assert grown["doubling_time_days"] == pytest.approx(doubling_time_days(*grown["volumes_ml"], 90))
+    assert grown["doubling_time_days"] == pytest.approx(90 * np.log(2) / np.log(v1 / v0), rel=1e-9)
 
 
 def test_real_lung_tumour_moved_and_grown(sample_data):
@@ -171,3 +175,95 @@ def test_registration_that_cannot_work_falls_back_to_identity_with_a_warning(pha
     registration = register(base_ct, flat)
     assert not registration.converged and registration.warnings
     np.testing.assert_allclose(registration.matrix_lps, np.eye(4))
+
+
+# -- RECIST 1.1 against analytic truth: box lesions ------------------------------------------------------------
+SPACING_MM = (1.5, 1.5, 3.0)
+
+
+def box_long_axis_mm(n_i: int, n_j: int, spacing_mm=SPACING_MM) -> float:
+    """RECIST long axis of an axis-aligned box of ``n_i`` x ``n_j`` voxels, by the definition in recist.py: the
+    longest chord of the slice outline through the edge midpoints between boundary and outside voxels. That
+    outline is an octagon (half a voxel outside the box's voxel centres, corners cut diagonally); the longest
+    chord of a convex polygon joins two of its vertices."""
+    corners = np.array([(-0.5, 0), (0, -0.5), (n_i - 1, -0.5), (n_i - 0.5, 0), (n_i - 0.5, n_j - 1),
+                        (n_i - 1, n_j - 0.5), (0, n_j - 0.5), (-0.5, n_j - 1)]) * np.asarray(spacing_mm[:2])
+    return float(max(np.linalg.norm(a - b) for a in corners for b in corners))
+
+
+def textured_image(shape_kji=(12, 96, 96)) -> Image:
+    """A smooth CT-like texture (so registration has something to lock on to) on a 1.5 x 1.5 x 3 mm grid."""
+    noise = np.random.default_rng(4).normal(size=shape_kji)
+    texture = ndimage.gaussian_filter(noise, (1, 4, 4))
+    return Image((40 + 400 * texture / texture.std()).astype(np.float32), SPACING_MM, metadata={"modality": "CT"})
+
+
+def box_labels(image: Image, boxes: dict[int, tuple[int, int, int, int, int]]) -> Image:
+    """Labelmap with one box per lesion: ``label -> (i0, j0, n_i, n_j, n_k)``, slices k = 3 .. 3 + n_k - 1."""
+    array = np.zeros(image.array.shape, np.uint8)
+    for label, (i0, j0, n_i, n_j, n_k) in boxes.items():
+        array[3:3 + n_k, j0:j0 + n_j, i0:i0 + n_i] = label
+    return image.with_array(array)
+
+
+#: baseline lesions: label -> (i0, j0, n_i, n_j), organ. Long axes (mm): 35.78, 27.54, 26.71 (liver x 3),
+#: 21.63, 18.31 (lung), 16.23 (kidney), 14.15 (spleen), 8.75 (too small to measure).
+BASELINE = {1: ((4, 4, 20, 14), "liver"), 2: ((30, 4, 16, 10), "liver"), 3: ((52, 4, 14, 12), "liver"),
+            4: ((4, 30, 12, 9), "lung"), 5: ((22, 30, 10, 8), "lung"), 6: ((38, 30, 9, 7), "kidney"),
+            8: ((53, 30, 8, 6), "spleen"), 7: ((67, 30, 5, 4), "spleen")}
+#: RECIST 1.1 targets: the largest measurable (>= 10 mm) lesions, at most 2 per organ (3 is the third liver
+#: lesion), at most 5 in all (8 is the sixth candidate); 7 is not measurable.
+TARGETS = [1, 2, 4, 5, 6]
+
+
+def scaled_boxes(factor: float) -> dict[int, tuple[int, int, int, int, int]]:
+    """Targets scaled in-plane by ``factor`` (centred in their baseline box); non-targets unchanged; 3 slices."""
+    boxes = {}
+    for label, ((i0, j0, n_i, n_j), _) in BASELINE.items():
+        if label in TARGETS:
+            m_i, m_j = max(1, round(n_i * factor)), max(1, round(n_j * factor))
+            i0, j0, n_i, n_j = i0 + (n_i - m_i) // 2, j0 + (n_j - m_j) // 2, m_i, m_j
+        boxes[label] = (i0, j0, n_i, n_j, 3)
+    return boxes
+
+
+def test_recist_targets_sums_and_responses_from_real_diameter_changes():
+    """Four scans of eight box lesions whose RECIST long axes are known in closed form. Targets follow the
+    selection rules; each sum of diameters equals the analytic sum; SD, PR and PD are reached by the targets'
+    diameters alone (no new lesion, none gone), PD measured from the nadir while the sum is still below baseline."""
+    image = textured_image()
+    factors = [1.0, 0.9, 0.55, 0.75]
+    plans = [scaled_boxes(f) for f in factors]
+    dates = [dt.date(2025, 1, 1), dt.date(2025, 3, 1), dt.date(2025, 5, 1), dt.date(2025, 7, 1)]
+    points = [Timepoint(image, box_labels(image, plan), date, f"t{n}") for n, (plan, date) in enumerate(zip(plans, dates))]
+    result = compare_timepoints(points, organs={label: organ for label, (_, organ) in BASELINE.items()}).to_json()
+    assert sorted(result["target_lesion_ids"]) == TARGETS
+    assert all(lesion["status"] == "matched" for lesion in result["lesions"]) and len(result["lesions"]) == 8
+    sums = [sum(box_long_axis_mm(*plan[t][2:4]) for t in TARGETS) for plan in plans]
+    np.testing.assert_allclose(result["sum_of_diameters_mm"], sums, rtol=1e-12)
+    voxel_ml = np.prod(SPACING_MM) / 1000
+    volumes = [sum(np.prod(plan[t][2:]) for t in TARGETS) * voxel_ml for plan in plans]
+    np.testing.assert_allclose(result["target_volume_ml"], volumes, rtol=1e-12)
+    # the design, in numbers: t1 -10.8 % (SD), t2 -44.8 % (PR, volume -68 %), t3 still -25 % below baseline
+    # but +36 % and +23.6 mm over the nadir t2 (PD; volume +77 % over the nadir)
+    change = [100 * (s / sums[0] - 1) for s in sums]
+    assert -30 < change[1] < 0 and change[2] < -30 and -30 < change[3] < 0
+    assert sums[3] >= 1.2 * sums[2] and sums[3] - sums[2] >= 5
+    assert volumes[2] <= 0.35 * volumes[0] and volumes[3] >= 1.73 * volumes[2] and volumes[1] > 0.35 * volumes[0]
+    assert result["recist_by_timepoint"] == [None, "SD", "PR", "PD"]
+    assert result["volumetric_by_timepoint"] == [None, "SD", "PR", "PD"]
+    assert result["nadir_sum_of_diameters_mm"] == pytest.approx(sums[2], rel=1e-12)
+
+
+def test_doubling_time_matches_exponential_growth():
+    """V(t) = V0·2^(t/Td): one lesion grows x8 in 90 days (Td = 30 days), another x2 (Td = 90 days)."""
+    image = textured_image()
+    baseline = box_labels(image, {1: (10, 10, 10, 10, 4), 2: (50, 10, 10, 10, 4)})
+    followup = box_labels(image, {1: (5, 5, 20, 20, 8), 2: (50, 10, 20, 10, 4)})
+    result = compare_timepoints([Timepoint(image, baseline, dt.date(2025, 1, 1), "b"),
+                                 Timepoint(image, followup, dt.date(2025, 4, 1), "f")]).to_json()
+    by_id = {lesion["id"]: lesion for lesion in result["lesions"]}
+    voxel_ml = np.prod(SPACING_MM) / 1000
+    assert by_id[1]["volumes_ml"] == pytest.approx([400 * voxel_ml, 3200 * voxel_ml], rel=1e-12)
+    assert by_id[1]["doubling_time_days"] == pytest.approx(30.0, rel=1e-12)
+    assert by_id[2]["doubling_time_days"] == pytest.approx(90.0, rel=1e-12)

@@ -147,3 +147,62 @@ def test_remove_refuses_paths_and_shipped_models(tmp_path, cache_dir, monkeypatc
     with pytest.raises(ModelError, match="shipped models cannot be removed"):
         remove_model("lesion-roi")
     assert find_model("lesion-roi").id == "lesion-roi"
+
+
+class _CodeOnUnpickling:
+    """A pickle payload: unpickling it runs ``exec`` (here it would only write a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('unpickled')",)
+
+
+@pytest.mark.parametrize("payload", ["code", "whole-module"])
+def test_pickled_weights_with_a_valid_checksum_are_refused(tmp_path, cache_dir, payload):
+    """A model file whose SHA-256 matches its card but which needs unpickling: a payload that runs code, or a
+    whole ``nn.Module`` saved with ``torch.save(model)``. The checksum passes, yet the loader refuses it
+    (``weights_only=True``) with a ModelError naming the file, and no code runs; ``radai segment`` says so in
+    one line and writes nothing."""
+    import subprocess
+    import sys
+    marker = tmp_path / "pwned"
+    folder = make_model_folder(tmp_path / "src" / "tiny-unet")
+    if payload == "code":
+        torch.save({"model": _CodeOnUnpickling(marker)}, folder / "model.pt")
+    else:
+        torch.save(UNet(**UNET_PARAMS), folder / "model.pt")
+    card = json.loads((folder / "card.json").read_text())
+    card["weights"]["sha256"] = hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
+    (folder / "card.json").write_text(json.dumps(card))
+    installed = install_model(folder)                              # the checksum is right: install accepts it
+    assert verify_model("tiny-unet").weights_sha256 == card["weights"]["sha256"]
+    with pytest.raises(ModelError, match="model.pt is not a plain state dict loadable with weights_only=True"):
+        load_from_card(installed)
+    assert not marker.exists()
+    if payload != "code":
+        return
+    image = tmp_path / "ct.nrrd"
+    from RadAISegmentLib.image import Image
+    from RadAISegmentLib.io import write_image
+    import numpy as np
+    write_image(Image(np.zeros((8, 8, 8), np.int16), metadata={"modality": "CT"}), image)
+    run = subprocess.run([sys.executable, "-m", "RadAIVolumetricsLib.cli", "segment", str(image), "--model", "tiny-unet",
+                          "--out", str(tmp_path / "seg.nrrd")], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "weights_only=True" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not marker.exists() and not (tmp_path / "seg.nrrd").exists()
+
+
+def test_pickled_weights_in_a_bundle_are_refused(tmp_path, test_data):
+    """The same for a MONAI bundle loaded without trust: its models/model.pt is read with weights_only=True."""
+    import shutil
+    from RadAISegmentLib.models.loaders import load_model_folder
+    marker = tmp_path / "pwned"
+    root = tmp_path / "spleen_ct_segmentation"
+    shutil.copytree(test_data / "monai-bundle-configs" / "spleen_ct_segmentation" / "configs", root / "configs")
+    (root / "models").mkdir()
+    torch.save({"state_dict": _CodeOnUnpickling(marker)}, root / "models" / "model.pt")
+    with pytest.raises(ModelError, match="weights_only=True"):
+        load_model_folder(root, trusted=False)
+    assert not marker.exists()

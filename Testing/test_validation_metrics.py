@@ -107,6 +107,48 @@ def test_bland_altman_and_icc_closed_form():
     assert icc_2_1(ratings) < 1.0
 
 
+def test_icc_2_1_reproduces_shrout_and_fleiss_table_2():
+    """Shrout & Fleiss (1979), Psychol Bull 86:420, Table 2: six targets rated by four judges. Their Table 3
+    gives the mean squares BMS 11.24, WMS 6.26, JMS 32.49, EMS 1.02 and Table 4 ICC(1,1) = .17, ICC(2,1) = .29,
+    ICC(3,1) = .71. The sums of squares are rational; with exact fractions ICC(2,1) = 184/635 = 0.28976."""
+    from fractions import Fraction
+    ratings = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    n, k = 6, 4
+    grand = Fraction(sum(map(sum, ratings)), n * k)
+    row_means = [Fraction(sum(row), k) for row in ratings]
+    column_means = [Fraction(sum(row[j] for row in ratings), n) for j in range(k)]
+    ss_total = sum((value - grand) ** 2 for row in ratings for value in row)
+    ss_rows = k * sum((mean - grand) ** 2 for mean in row_means)
+    ss_columns = n * sum((mean - grand) ** 2 for mean in column_means)
+    bms, jms = ss_rows / (n - 1), ss_columns / (k - 1)
+    wms = (ss_total - ss_rows) / (n * (k - 1))
+    ems = (ss_total - ss_rows - ss_columns) / ((n - 1) * (k - 1))
+    assert [round(float(v), 2) for v in (bms, wms, jms, ems)] == [11.24, 6.26, 32.49, 1.02]     # their Table 3
+    exact = (bms - ems) / (bms + (k - 1) * ems + k * (jms - ems) / n)
+    assert exact == Fraction(184, 635)
+    icc = icc_2_1(np.array(ratings, float))
+    assert icc == pytest.approx(float(exact), rel=1e-12)
+    assert round(icc, 2) == 0.29                    # not ICC(1,1) = .17 or ICC(3,1) = .71 of the same table
+
+
+def test_bland_altman_of_the_published_peak_flow_data():
+    """Bland & Altman (1986), Lancet i:307, Table 1: peak expiratory flow (l/min) of 17 subjects, first reading
+    of the Wright and the mini Wright meter. They report a mean difference of -2.1 and SD 38.8. By hand:
+    the differences sum to -36 and their squares to 24120, so bias = -36/17 and
+    SD² = (24120 - 36²/17) / 16 = 51093/34; limits = bias ± 1.96·SD."""
+    wright = [494, 395, 516, 434, 476, 557, 413, 442, 650, 433, 417, 656, 267, 478, 178, 423, 427]
+    mini_wright = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 259, 350, 451]
+    agreement = bland_altman(wright, mini_wright)
+    bias, sd = -36 / 17, np.sqrt(51093 / 34)
+    assert agreement.n == 17
+    assert agreement.bias == pytest.approx(bias, rel=1e-12)
+    assert agreement.sd_difference == pytest.approx(sd, rel=1e-12)
+    assert agreement.lower_limit == pytest.approx(bias - 1.96 * sd, rel=1e-12)
+    assert agreement.upper_limit == pytest.approx(bias + 1.96 * sd, rel=1e-12)
+    assert (round(agreement.bias, 1), round(agreement.sd_difference, 1)) == (-2.1, 38.8)   # as published
+    assert bland_altman(mini_wright, wright).bias == pytest.approx(-bias, rel=1e-12)      # a − b, not b − a
+
+
 def test_bootstrap_is_seeded_and_brackets_the_mean():
     values = list(np.linspace(0.6, 0.9, 25))
     first = bootstrap_ci(values, np.mean, n_resamples=500, seed=7)

@@ -94,6 +94,16 @@ def write_cohort_table(results: list[dict], out_dir: Path) -> tuple[Path, Path]:
     return csv_path, parquet_path
 
 
+def _connect(client_class, scheduler: str):
+    """A client of the Dask scheduler at ``scheduler``; an unreachable address is an InputError naming it."""
+    from RadAISegmentLib.errors import InputError
+    try:
+        return client_class(scheduler)
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({error}); start it (`dask scheduler`) "
+                         "with workers, or check the address (tcp://HOST:PORT).") from None
+
+
 def run_batch(source: str | os.PathLike, out_dir: str | os.PathLike, model_id: Optional[str] = None,
               measure: bool = True, explain: bool = False, device: str = "auto", fast: bool = False,
               scheduler: Optional[str] = None, workers: Optional[int] = None, client=None,
@@ -115,7 +125,7 @@ def run_batch(source: str | os.PathLike, out_dir: str | os.PathLike, model_id: O
     settings = {**model_settings(model_id), "measure": measure, "explain": explain, "device": device, "fast": fast}
     own_client = client is None
     if own_client:
-        client = Client(scheduler) if scheduler else start_local_client(workers)
+        client = _connect(Client, scheduler) if scheduler else start_local_client(workers)
     summary = BatchSummary()
     try:
         futures = [client.submit(process_study, study, str(out_dir), settings, key=f"radai-study-{study.name}-{i}",
