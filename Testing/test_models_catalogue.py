@@ -44,7 +44,8 @@ def test_shipped_catalogue_is_valid_complete_and_matches_the_real_label_lists(te
         assert all((len(a.sha1) == 40) == zoo for a in entry.archives), entry.id   # TotalSegmentator publishes none
     names = lambda entry_id: {label["label"]: label["name"] for label in catalogue.get(entry_id).labels}  # noqa: E731
     total = json.loads((sample_data / "totalsegmentator_labels.json").read_text())["total"]
-    assert names("totalsegmentator_total") == names("totalsegmentator_total_fast") == {int(k): v for k, v in total.items()}
+    assert names("totalsegmentator_total") == names("totalsegmentator_total_fast") == {
+        int(k): v for k, v in total.items()}
     for bundle in ("wholeBody_ct_segmentation", "spleen_ct_segmentation", "ventricular_short_axis_3label"):
         metadata = json.loads((test_data / "monai-bundle-configs" / bundle / "configs" / "metadata.json").read_text())
         channels = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
@@ -53,7 +54,8 @@ def test_shipped_catalogue_is_valid_complete_and_matches_the_real_label_lists(te
     spleen = catalogue.get("spleen_ct_segmentation").labels[0]
     assert (spleen["type"]["value"], spleen["type"]["meaning"]) == ("78961009", "Spleen")   # Slicer's mapping
     kidney = catalogue.get("totalsegmentator_total").labels[1]
-    assert (kidney["name"], kidney["type"]["value"], kidney["modifier"]["meaning"]) == ("kidney_right", "64033007", "Right")
+    assert (kidney["name"], kidney["type"]["value"], kidney["modifier"]["meaning"]) == (
+        "kidney_right", "64033007", "Right")
     parts = [a.url for a in catalogue.get("totalsegmentator_total").archives]
     assert parts == [TS_RELEASE + name + ".zip" for name in (
         "Dataset291_TotalSegmentator_part1_organs_1559subj", "Dataset292_TotalSegmentator_part2_vertebrae_1532subj",
@@ -147,8 +149,9 @@ def test_nnunet_parts_install_in_the_agreed_layout_with_first_download_sha256(en
         assert card.network == {"format": "nnunet_v2", "orientation": "RAS", "use_mirroring": False, "parts": [
             {"folder": folder, "configuration": "3d_fullres", "folds": [0], "checkpoint": "checkpoint_final.pth"}
             for folder in folders]}
-        assert [f["file"] for f in card.weights["files"]] == [f"{folder}/{name}" for folder in folders for name in
-                                                              ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth")]
+        assert [f["file"] for f in card.weights["files"]] == [
+            f"{folder}/{name}" for folder in folders for name in ("dataset.json", "plans.json",
+                                                                  "fold_0/checkpoint_final.pth")]
         assert all(f["sha256"] == hashlib.sha256((model / f["file"]).read_bytes()).hexdigest()
                    for f in card.weights["files"])
         records = card.raw["source"]["archives"]
@@ -181,7 +184,8 @@ def test_nnunet_archive_that_does_not_fit_is_refused(env, tmp_path, problem):
             if problem == "unknown class" and dataset == "Dataset802_bones":
                 labels = {"vertebrae_L5": 1, "liver_tumour": 2}
             server.files[path] = nnunet_part_zip(dataset, "nnUNetTrainerNoMirroring", labels)
-        catalogue = write_catalogue(tmp_path, [two_part_entry(server, folds=(0, 1) if problem == "missing fold" else (0,))])
+        folds = (0, 1) if problem == "missing fold" else (0,)
+        catalogue = write_catalogue(tmp_path, [two_part_entry(server, folds=folds)])
         expected = "classes liver_tumour are not labels" if problem == "unknown class" else \
             "fold_1/checkpoint_final.pth is missing"
         with pytest.raises(ModelError, match=expected):

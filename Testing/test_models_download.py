@@ -60,8 +60,9 @@ def test_good_download_installs_both_wholebody_variants_with_publisher_sha1_and_
                          extra_weights=("models/model_lowres.pt",))
     with model_server() as server:
         server.files["/wb.zip"] = payload
+        ids = ("wholeBody_ct_segmentation", "wholeBody_ct_segmentation_fast")
         catalogue = write_catalogue(tmp_path, [served(shipped_entry(i), server.url("/wb.zip"), sha1(payload))
-                                               for i in ("wholeBody_ct_segmentation", "wholeBody_ct_segmentation_fast")])
+                                               for i in ids])
         steps = []
         report = install_from_catalogue("wholeBody_ct_segmentation", catalogue=catalogue, settings=FAST,
                                         progress=lambda f, m: steps.append((f, m)))

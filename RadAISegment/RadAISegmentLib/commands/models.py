@@ -1,4 +1,5 @@
-"""``radai models list | available | install ID_OR_PATH_OR_ZIP_OR_URL [--trusted] [--reinstall] | verify ID | remove ID``."""
+"""``radai models list | available | install ID_OR_FILE_OR_FOLDER_OR_URL [--file ZIP] [--reinstall] [--trusted] |
+verify ID | remove ID``."""
 from __future__ import annotations
 
 import argparse

@@ -185,8 +185,8 @@ def _bundle_model(entry: CatalogueEntry, archive: Path, out: Path, cancel: Optio
     bundle = BundleConfig(out)
     names = [name for name in bundle.label_names().values() if name.lower() != "background"]
     if names and len(names) != len(entry.labels):
-        raise ModelError(f"{entry.id}: the bundle names {len(names)} output classes, the catalogue {len(entry.labels)}; "
-                         "the catalogue entry does not fit this bundle version.")
+        raise ModelError(f"{entry.id}: the bundle names {len(names)} output classes, the catalogue "
+                         f"{len(entry.labels)}; the catalogue entry does not fit this bundle version.")
     return {"network": {"format": "monai_bundle"},
             "weights": {"file": entry.bundle["weights"], "sha256": sha256_file(weights)},
             "bundle_overrides": overrides, "metrics": bundle.metadata.get("eval_metrics", {})}
@@ -252,7 +252,8 @@ def _nnunet_model(entry: CatalogueEntry, archives: list[Path], out: Path, cancel
     files = nnunet_weight_files(out, parts)
     first = f"{parts[0]['folder']}/fold_{parts[0]['folds'][0]}/{parts[0]['checkpoint']}"
     return {"network": {"format": "nnunet_v2", **entry.network, "parts": parts},
-            "weights": {"file": first, "sha256": next(f["sha256"] for f in files if f["file"] == first), "files": files}}
+            "weights": {"file": first, "sha256": next(f["sha256"] for f in files if f["file"] == first),
+                        "files": files}}
 
 
 def _card(entry: CatalogueEntry, model: dict, records: list[dict]) -> dict:
