@@ -1,60 +1,56 @@
-"""Offscreen rendering to PNG without the Slicer application.
+"""Offscreen 3D pictures to PNG, framed and lit like Slicer's 3D view, readable by a newcomer.
 
-* :func:`render_scene_3d` — plain VTK (not trame-slicer's views, whose per-event re-rendering is slow):
-  the CT volume (default: bone ramp 150..700 HU) via ``vtkSmartVolumeMapper`` placed by its IJKToRAS matrix, each segment's
-  closed surface (``vtkMRMLSegmentationNode`` closed-surface representation, RAS) semi-transparent, and
-  an optional saliency volume with heat colours. Rendered once into an offscreen window.
-* :func:`render_case_pngs` — the standard 3D + axial pictures of a case (2D slices: :mod:`.render_slices`).
+* :func:`render_images_3d` — from engine :class:`Image` objects (the demo, the CLI, the README pictures).
+* :func:`render_scene_3d` — from MRML nodes (the scene RadAISegment's Logic builds): volume nodes,
+  segmentation nodes, and volumes marked as saliency (``RadAI.Saliency`` attribute); converted to
+  Images through :mod:`.mrml` and drawn by the same code.
 
-Environment: ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow`` is set (if unset) before any window is
-created, so rendering works on machines without a display (needs ``libegl1`` + Mesa's ``libegl-mesa0``
-and ``libgl1-mesa-dri``). Multi-sampling is off so translucent geometry (depth peeling) is drawn.
-Coordinates are RAS mm (Slicer's world).
+What is drawn: anatomical *context* (a labelmap from :mod:`.anatomy`: lungs semi-transparent, airway,
+bone; or the brain surface), the segmentation's surfaces (opaque, in their segment colours), the
+saliency map as a heat-coloured cloud above a threshold, and optionally the image itself by volume
+rendering (shaded ramp like Slicer's CT presets). The camera uses a parallel projection from a standard
+anatomical side (``CAMERAS``) framed on a region of interest; each picture carries an R/L/A/P/S/I
+orientation cube, edge letters, a scale bar and a legend (:mod:`.picture_annotations`).
+Coordinates are RAS mm (Slicer's world). Needs EGL + Mesa (``libegl1``, ``libegl-mesa0``, ``libgl1-mesa-dri``).
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from . import render_parts as parts
+from .atomic import atomic_path
+from .errors import InputError
+from .heatmap import HEAT_CONTROL_POINTS, heat_rgb  # noqa: F401 - re-exported for the MRML bridge
+from .image import Image, as_label_array
+from .render_parts import CAMERAS
 
-from .atomic import atomic_path  # noqa: E402
-from .errors import InputError  # noqa: E402
-from .image import Image, as_label_array  # noqa: E402
-
-#: Camera directions: (direction from the focal point to the camera, view-up), RAS.
-CAMERAS = {
-    "anterior": ((0, 1, 0), (0, 0, 1)), "posterior": ((0, -1, 0), (0, 0, 1)),
-    "left": ((-1, 0, 0), (0, 0, 1)), "right": ((1, 0, 0), (0, 0, 1)),
-    "superior": ((0, 0, 1), (0, 1, 0)), "inferior": ((0, 0, -1), (0, 1, 0)),
-}
 #: Node attribute marking a volume as a saliency map (drawn with heat colours).
 SALIENCY_ATTRIBUTE = "RadAI.Saliency"
-#: Control points (value in 0..1, RGB) of the heat colour map: black-purple-red-orange-yellow (inferno-like).
-HEAT_CONTROL_POINTS = ((0.0, (0.0, 0.0, 0.02)), (0.25, (0.34, 0.06, 0.43)), (0.5, (0.73, 0.21, 0.33)),
-                       (0.75, (0.98, 0.55, 0.04)), (1.0, (0.99, 1.0, 0.64)))
-
-
-def heat_rgb(fraction) -> np.ndarray:
-    """Heat colours (RGB 0..1, shape ``(..., 3)``) for values in 0..1, by linear interpolation of the control points."""
-    fraction = np.clip(np.asarray(fraction, dtype=float), 0.0, 1.0)
-    xs = [p[0] for p in HEAT_CONTROL_POINTS]
-    return np.stack([np.interp(fraction, xs, [p[1][c] for p in HEAT_CONTROL_POINTS]) for c in range(3)], axis=-1)
+#: Opacity of context structures by segment name (anything else: 0.35).
+CONTEXT_OPACITY = {"Lungs": 0.16, "Airway": 0.6, "Bone": 1.0, "Brain": 0.3}
+#: Opacity of a segment's see-through copy drawn over occluding context (see ``build_scene``).
+GHOST_OPACITY = 0.45
+#: Legend colour of the saliency cloud (the heat colour at 0.75).
+SALIENCY_LEGEND_RGB = tuple(float(c) for c in heat_rgb(0.75))
 
 
 @dataclass(frozen=True)
 class Render3D:
-    """Where a 3D render went and how to find things in it.
+    """Where a 3D picture went and how to find things in it.
 
-    ``world_to_ndc`` is the camera's composite projection (RAS mm -> normalised device coordinates).
+    ``world_to_ndc``: the camera's composite projection (RAS mm -> normalised device coordinates).
+    ``mm_per_pixel``: the parallel projection's scale, the same everywhere in the picture.
     """
 
     path: str
     size: tuple[int, int]
     world_to_ndc: np.ndarray
+    mm_per_pixel: float = float("nan")
+    camera: str = "anterior"
+    legend: tuple = field(default=())
 
     def project_ras(self, points_ras) -> np.ndarray:
         """PNG pixel positions ``(column, row)`` (row 0 at the top) of RAS points, shape ``(N, 2)``."""
@@ -62,290 +58,250 @@ class Render3D:
         homogeneous = np.c_[points, np.ones(len(points))] @ self.world_to_ndc.T
         ndc = homogeneous[:, :3] / homogeneous[:, 3:4]
         width, height = self.size
-        column = (ndc[:, 0] + 1) / 2 * width
-        row = height - (ndc[:, 1] + 1) / 2 * height
-        return np.c_[column, row]
+        return np.c_[(ndc[:, 0] + 1) / 2 * width, height - (ndc[:, 1] + 1) / 2 * height]
 
 
-def _matrix_to_numpy(matrix) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+@dataclass(frozen=True)
+class Callout:
+    """A name written beside the picture with a leader line to a segment (its most interior *visible* pixel,
+    else its centre) or to a RAS point (mm)."""
+
+    text: str
+    rgb: tuple
+    segment: Optional[str] = None
+    point_ras: Optional[tuple] = None
+    only_if_visible: bool = False      # skip it when the segment is hidden behind others
 
 
-def _nodes_of(nodes_or_scene) -> list:
-    if hasattr(nodes_or_scene, "GetNodesByClass"):
-        collection = nodes_or_scene.GetNodesByClass("vtkMRMLDisplayableNode")
-        found = [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
-        return [n for n in found if not n.GetHideFromEditors()]
-    return list(nodes_or_scene)
+@dataclass
+class _Scene:
+    props: list = field(default_factory=list)
+    segment_actors: dict = field(default_factory=dict)  # segment name -> its surface actor
+    ghosts: list = field(default_factory=list)      # drawn again on top, faintly: visible through occluders
+    legend: list = field(default_factory=list)
+    bounds: list = field(default_factory=list)      # (6,) RAS boxes of what was drawn
+
+    def add(self, prop, legend_entry=None) -> None:
+        self.props.append(prop)
+        self.bounds.append(np.asarray(prop.GetBounds(), dtype=float))
+        if legend_entry and legend_entry not in self.legend:
+            self.legend.append(legend_entry)
 
 
-def _volume_actor(image_data, ijk_to_ras, color, opacity):
-    """A ``vtkVolume`` of ``image_data`` (origin 0, spacing 1) placed in RAS by the 4x4 ``ijk_to_ras``."""
-    import vtk
-    mapper = vtk.vtkSmartVolumeMapper()
-    mapper.SetInputData(image_data)
-    mapper.SetRequestedRenderModeToRayCast()
-    prop = vtk.vtkVolumeProperty()
-    prop.SetColor(color)
-    prop.SetScalarOpacity(opacity)
-    prop.SetInterpolationTypeToLinear()
-    volume = vtk.vtkVolume()
-    volume.SetMapper(mapper)
-    volume.SetProperty(prop)
-    volume.SetUserMatrix(_vtk_matrix(ijk_to_ras))
-    return volume
+def _check_camera(camera: str) -> None:
+    if camera not in CAMERAS:
+        raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
 
 
-def _vtk_matrix(matrix) -> "object":
-    import vtk
-    if isinstance(matrix, vtk.vtkMatrix4x4):
-        return matrix
-    result = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            result.SetElement(r, c, float(matrix[r][c]))
+def _image_transfer(image: Image, window: Optional[tuple[float, float]]):
+    """Volume-rendering ramp: ``window`` (low, high) if given; CT: bone 150..700 HU; MRI: the 70th..99.5th percentiles."""
+    from .anatomy import is_ct
+    if window is None:
+        window = (150.0, 700.0) if is_ct(image) else tuple(np.percentile(image.array, (70, 99.5)))
+    return parts.ramp_transfer(float(window[0]), float(window[1]), max_opacity=0.5)
+
+
+def _add_labelmap(scene: _Scene, labelmap: Image, opacity_of, smoothing_mm: float, ghost: bool = False) -> None:
+    labels = as_label_array(labelmap)
+    for value in labelmap.label_values():
+        info = labelmap.segment_for(value)
+        polydata = parts.mask_surface(labels == value, labelmap.ijk_to_ras, labelmap.spacing_mm, smoothing_mm)
+        if polydata.GetNumberOfPoints():
+            actor = parts.surface_actor(polydata, info.color_rgb, opacity_of(info.name))
+            scene.add(actor, (info.name, tuple(info.color_rgb)))
+            scene.segment_actors.setdefault(info.name, actor)
+            if ghost:
+                scene.ghosts.append(parts.surface_actor(polydata, info.color_rgb, GHOST_OPACITY, specular=0.0))
+
+
+def build_scene(image: Optional[Image] = None, labelmaps: Sequence[Image] = (), saliency: Optional[Image] = None,
+                context: Optional[Image] = None, surface_opacity: float = 1.0, saliency_threshold: float = 0.3,
+                volume_window: Optional[tuple[float, float]] = None, ghost_segments: bool = True,
+                saliency_label: str = "Saliency", segment_opacity: Optional[dict] = None) -> _Scene:
+    """VTK props of everything to draw, with legend entries and their RAS bounds.
+
+    ``ghost_segments``: the segments are drawn a second time, faintly, on top of everything, so a tumour
+    hidden behind ribs still shows through them (opaque where it is in plain view).
+    ``segment_opacity``: opacity by segment name, overriding ``surface_opacity``. Surfaces are smoothed
+    by a Gaussian of 0.8 in-plane voxels (at least 0.8 mm) before the iso-surface is taken."""
+    scene = _Scene()
+    if context is not None:
+        _add_labelmap(scene, context, lambda name: CONTEXT_OPACITY.get(name, 0.35), smoothing_mm=2.0)
+    for labelmap in labelmaps:
+        _add_labelmap(scene, labelmap, lambda name: (segment_opacity or {}).get(name, surface_opacity),
+                      smoothing_mm=max(0.8, 0.8 * min(labelmap.spacing_mm[:2])),
+                      ghost=ghost_segments and context is not None)
+    if image is not None:
+        color, opacity = _image_transfer(image, volume_window)
+        scene.add(parts.volume_actor(image.array, image.ijk_to_ras, color, opacity, shade=True))
+    if saliency is not None and float(np.max(saliency.array)) > saliency_threshold:
+        color, opacity = parts.heat_transfer(saliency_threshold)
+        scene.add(parts.volume_actor(saliency.array, saliency.ijk_to_ras, color, opacity, shade=False),
+                  (f"{saliency_label} ≥ {saliency_threshold:g}", SALIENCY_LEGEND_RGB))
+    return scene
+
+
+def union_bounds(boxes: Sequence[np.ndarray]) -> np.ndarray:
+    """The smallest RAS box (xmin, xmax, ymin, ymax, zmin, zmax) holding all ``boxes``."""
+    stacked = np.asarray(boxes, dtype=float).reshape(-1, 3, 2)
+    return np.c_[stacked[:, :, 0].min(axis=0), stacked[:, :, 1].max(axis=0)].ravel()
+
+
+def draw_scene(scene: _Scene, path_png, camera: str = "anterior", size: tuple[int, int] = (800, 600),
+               focus_bounds_ras: Optional[Sequence[float]] = None, margin: float = 1.12,
+               background: Sequence[float] = (0.08, 0.09, 0.13), background_top: Optional[Sequence[float]] = (0.22, 0.25, 0.33),
+               title: str = "", annotate: bool = True, elevation_deg: float = 0.0,
+               callouts: Sequence[Callout] = (), legend: bool = True) -> Render3D:
+    """Frame, render once, annotate and write ``path_png`` atomically.
+
+    ``focus_bounds_ras``: the region the camera frames (default: everything drawn). ``callouts``: names
+    with leader lines (:class:`Callout`). ``legend``: draw the legend box.
+    """
+    from matplotlib import image as mpl_image
+    from .picture_annotations import annotate as annotate_pixels
+    _check_camera(camera)
+    if not scene.props:
+        raise InputError("Nothing to render: give an image, a non-empty labelmap or a saliency map.")
+    renderer = parts.new_renderer(background, background_top)
+    for prop in scene.props:
+        (renderer.AddVolume if prop.IsA("vtkVolume") else renderer.AddActor)(prop)
+    bounds = focus_bounds_ras if focus_bounds_ras is not None else union_bounds(scene.bounds)
+    mm_per_pixel = parts.frame_camera(renderer, camera, bounds, size, margin, elevation_deg)
+    layers = [renderer]
+    if scene.ghosts:
+        layers.append(parts.overlay_renderer(renderer, scene.ghosts))
+    if annotate:
+        layers.append(parts.orientation_cube(renderer))
+    pixels, world_to_ndc = parts.render_to_array(layers, size)
+    result = Render3D(str(path_png), (int(size[0]), int(size[1])), world_to_ndc, mm_per_pixel, camera,
+                      tuple(scene.legend))
+    if annotate:
+        dark = float(np.mean(background)) < 0.5
+        points = _callout_pixels(callouts, scene, layers[0], result, size)
+        pixels = annotate_pixels(pixels, camera, mm_per_pixel, scene.legend if legend else (), title, dark,
+                                 points or None)
+    with atomic_path(path_png) as tmp:
+        mpl_image.imsave(str(tmp), pixels, format="png")
     return result
 
 
-def _image_data(array: np.ndarray):
-    """``vtkImageData`` (origin 0, spacing 1) from ``array[k, j, i]`` (i varies fastest, as VTK stores points)."""
-    import vtk
-    from vtk.util.numpy_support import numpy_to_vtk
-    data = vtk.vtkImageData()
-    data.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    scalars = numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True)
-    data.GetPointData().SetScalars(scalars)
-    return data
+def _visible_segment_pixels(renderer, scene: _Scene, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Which pixels show which opaque segment: one extra render with each segment in a flat ID colour
+    (translucent surfaces, volumes and ghosts hidden). Returns segment name -> boolean pixel mask."""
+    from vtk import vtkRenderer
+    names = [name for name, actor in scene.segment_actors.items() if actor.GetProperty().GetOpacity() >= 0.99]
+    if not names:
+        return {}
+    ids = vtkRenderer()
+    ids.SetBackground(0, 0, 0)
+    ids.SetActiveCamera(renderer.GetActiveCamera())
+    for number, name in enumerate(names, start=1):
+        flat = parts.surface_actor(scene.segment_actors[name].GetMapper().GetInput(), (number / 255.0, 0.0, 0.0))
+        flat.GetProperty().SetAmbient(1.0)      # unlit: the pixel is exactly the ID colour
+        flat.GetProperty().SetDiffuse(0.0)
+        flat.GetProperty().SetSpecular(0.0)
+        flat.GetProperty().LightingOff()
+        ids.AddActor(flat)
+    pixels, _ = parts.render_to_array([ids], size)
+    return {name: pixels[..., 0] == number for number, name in enumerate(names, start=1)}
 
 
-def _node_ijk_to_ras(node):
-    import vtk
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return matrix
-
-
-def _display_property(node):
-    """The transfer functions of the node's volume-rendering display node, if mrml.setup_* made one."""
-    for index in range(node.GetNumberOfDisplayNodes()):
-        display = node.GetNthDisplayNode(index)
-        if display is not None and display.IsA("vtkMRMLVolumeRenderingDisplayNode") and display.GetVolumePropertyNode():
-            prop = display.GetVolumePropertyNode().GetVolumeProperty()
-            return prop.GetRGBTransferFunction(), prop.GetScalarOpacity()
-    return None
-
-
-def _ct_transfer(window=(150.0, 700.0), max_opacity=0.3):
-    import vtk
-    opacity = vtk.vtkPiecewiseFunction()
-    opacity.AddPoint(window[0] - 1000, 0.0)
-    opacity.AddPoint(window[0], 0.0)
-    opacity.AddPoint(window[1], max_opacity)
-    color = vtk.vtkColorTransferFunction()
-    color.AddRGBPoint(window[0], 0.55, 0.25, 0.15)
-    color.AddRGBPoint(window[1], 1.0, 0.94, 0.85)
-    return color, opacity
-
-
-def _heat_transfer(threshold=0.3, max_opacity=0.6):
-    import vtk
-    color = vtk.vtkColorTransferFunction()
-    for value, rgb in HEAT_CONTROL_POINTS:
-        color.AddRGBPoint(value, *rgb)
-    opacity = vtk.vtkPiecewiseFunction()
-    opacity.AddPoint(0.0, 0.0)
-    opacity.AddPoint(threshold, 0.0)
-    opacity.AddPoint(threshold + 1e-3, 0.05 * max_opacity)
-    opacity.AddPoint(1.0, max_opacity)
-    return color, opacity
-
-
-def _surface_actor(polydata, color_rgb, opacity: float, user_matrix=None):
-    import vtk
-    mapper = vtk.vtkPolyDataMapper()
-    mapper.SetInputData(polydata)
-    mapper.ScalarVisibilityOff()
-    actor = vtk.vtkActor()
-    actor.SetMapper(mapper)
-    actor.GetProperty().SetColor(*[float(c) for c in color_rgb])
-    actor.GetProperty().SetOpacity(opacity)
-    if user_matrix is not None:
-        actor.SetUserMatrix(_vtk_matrix(user_matrix))
-    return actor
-
-
-def _surface_actors(segmentation_node, opacity: float) -> list:
-    import vtk
-    segmentation_node.CreateClosedSurfaceRepresentation()
-    segmentation = segmentation_node.GetSegmentation()
-    ids = vtk.vtkStringArray()
-    segmentation.GetSegmentIDs(ids)
-    actors = []
-    for index in range(ids.GetNumberOfValues()):
-        segment_id = ids.GetValue(index)
-        polydata = vtk.vtkPolyData()
-        if not segmentation_node.GetClosedSurfaceRepresentation(segment_id, polydata) or polydata.GetNumberOfPoints() == 0:
+def _callout_pixels(callouts: Sequence[Callout], scene: _Scene, renderer, result: Render3D, size) -> list:
+    """``(text, (column, row), rgb)`` for the annotation layer; segments anchored on their most interior visible pixel."""
+    from scipy import ndimage as ndi
+    visible = _visible_segment_pixels(renderer, scene, size) if any(c.segment for c in callouts) else {}
+    placed = []
+    for callout in callouts:
+        mask = visible.get(callout.segment) if callout.segment else None
+        if mask is not None and mask.sum() >= 12:
+            depth = ndi.distance_transform_edt(mask)
+            row, column = np.unravel_index(int(np.argmax(depth)), depth.shape)
+            placed.append((callout.text, (float(column), float(row)), callout.rgb))
+        elif callout.only_if_visible:
             continue
-        actor = _surface_actor(polydata, segmentation.GetSegment(segment_id).GetColor(), opacity)
-        actors.append(actor)
-    return actors
-
-
-def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera: str = "anterior",
-                    surface_opacity: float = 0.6, saliency_threshold: float = 0.3,
-                    background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.5) -> Render3D:
-    """Render volumes and segmentations to ``path_png`` (written atomically) and return a :class:`Render3D`.
-
-    Args:
-        nodes: an MRML scene, or a sequence of nodes: ``vtkMRMLScalarVolumeNode`` (CT/MR, volume-rendered
-            with its volume-rendering display node's transfer functions if any, else a soft-tissue ramp;
-            a node with attribute ``RadAI.Saliency`` is drawn with heat colours above
-            ``saliency_threshold``), ``vtkMRMLSegmentationNode`` (closed surfaces at ``surface_opacity``).
-        camera: one of ``CAMERAS`` (side the viewer looks from: 'anterior' looks at the patient's face).
-        size: (width, height) pixels.
-    """
-    if camera not in CAMERAS:
-        raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
-    renderer = _new_renderer(background)
-    shown = 0
-    for node in _nodes_of(nodes):
-        if node.IsA("vtkMRMLSegmentationNode"):
-            for actor in _surface_actors(node, surface_opacity):
-                renderer.AddActor(actor)
-                shown += 1
-        elif node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode") and node.GetImageData():
-            if node.GetAttribute(SALIENCY_ATTRIBUTE):
-                color, opacity = _heat_transfer(saliency_threshold)
-            else:
-                color, opacity = _display_property(node) or _ct_transfer()
-            renderer.AddVolume(_volume_actor(node.GetImageData(), _node_ijk_to_ras(node), color, opacity))
-            shown += 1
-    if shown == 0:
-        raise InputError("Nothing to render: pass volume or segmentation nodes (or a scene holding them).")
-    return _render_to_png(renderer, path_png, size, camera, zoom)
-
-
-def _new_renderer(background):
-    import vtk
-    renderer = vtk.vtkRenderer()
-    renderer.SetBackground(*background)
-    renderer.SetUseDepthPeeling(True)
-    renderer.SetMaximumNumberOfPeels(8)
-    return renderer
-
-
-def _render_to_png(renderer, path_png, size, camera: str, zoom: float) -> Render3D:
-    """Render once into an offscreen (EGL) window with the named camera and write the PNG atomically."""
-    import vtk
-    window = vtk.vtkRenderWindow()
-    window.SetOffScreenRendering(True)
-    window.SetMultiSamples(0)
-    window.SetAlphaBitPlanes(True)
-    window.SetSize(int(size[0]), int(size[1]))
-    window.AddRenderer(renderer)
-    direction, view_up = CAMERAS[camera]
-    active = renderer.GetActiveCamera()
-    active.SetFocalPoint(0, 0, 0)
-    active.SetPosition(*direction)
-    active.SetViewUp(*view_up)
-    renderer.ResetCamera()
-    active.Zoom(zoom)
-    renderer.ResetCameraClippingRange()
-    window.Render()
-    grabber = vtk.vtkWindowToImageFilter()
-    grabber.SetInput(window)
-    grabber.ReadFrontBufferOff()
-    grabber.Update()
-    world_to_ndc = _matrix_to_numpy(active.GetCompositeProjectionTransformMatrix(size[0] / size[1], -1, 1))
-    with atomic_path(path_png) as tmp:
-        writer = vtk.vtkPNGWriter()
-        writer.SetFileName(str(tmp))
-        writer.SetInputConnection(grabber.GetOutputPort())
-        writer.Write()
-    window.Finalize()
-    return Render3D(str(path_png), (int(size[0]), int(size[1])), world_to_ndc)
-
-
-def label_surface(labelmap: Image, label: int, smoothing_iterations: int = 15):
-    """Closed surface (``vtkPolyData`` in IJK voxel units) of one label, by discrete flying edges + windowed-sinc smoothing."""
-    import vtk
-    flying = vtk.vtkDiscreteFlyingEdges3D()
-    flying.SetInputData(_image_data((as_label_array(labelmap) == label).astype(np.uint8)))
-    flying.SetValue(0, 1)
-    flying.ComputeNormalsOff()
-    smoother = vtk.vtkWindowedSincPolyDataFilter()
-    smoother.SetInputConnection(flying.GetOutputPort())
-    smoother.SetNumberOfIterations(smoothing_iterations)
-    smoother.SetPassBand(0.05)
-    smoother.NormalizeCoordinatesOn()
-    normals = vtk.vtkPolyDataNormals()
-    normals.SetInputConnection(smoother.GetOutputPort())
-    normals.Update()
-    return normals.GetOutput()
+        elif callout.point_ras is not None:
+            placed.append((callout.text, tuple(result.project_ras(callout.point_ras)[0]), callout.rgb))
+        elif callout.segment in scene.segment_actors:
+            bounds = np.asarray(scene.segment_actors[callout.segment].GetBounds()).reshape(3, 2).mean(axis=1)
+            placed.append((callout.text, tuple(result.project_ras(bounds)[0]), callout.rgb))
+    return placed
 
 
 def render_images_3d(path_png, image: Optional[Image] = None, labelmap: Optional[Image] = None,
                      saliency: Optional[Image] = None, size: tuple[int, int] = (800, 600), camera: str = "anterior",
-                     surface_opacity: float = 0.6, saliency_threshold: float = 0.3,
-                     ct_window: tuple[float, float] = (150.0, 700.0),
-                     background: Sequence[float] = (0.1, 0.1, 0.15), zoom: float = 1.5) -> Render3D:
-    """Like :func:`render_scene_3d` but from engine :class:`Image` objects (no Slicer needed).
+                     surface_opacity: float = 1.0, saliency_threshold: float = 0.3,
+                     ct_window: Optional[tuple[float, float]] = None, context: Optional[Image] = None,
+                     focus_bounds_ras: Optional[Sequence[float]] = None, title: str = "", annotate: bool = True,
+                     margin: float = 1.12, segment_opacity: Optional[dict] = None, saliency_label: str = "Saliency",
+                     **style) -> Render3D:
+    """Render engine Images to ``path_png`` (written atomically) and return a :class:`Render3D`.
 
-    ``image``: volume-rendered with an opacity ramp over ``ct_window`` (HU, low..high; invisible below low).
-    ``labelmap``: one smoothed surface per label in its segment colour. ``saliency`` (0..1): heat colours.
+    ``image``: volume-rendered with a shaded ramp over ``ct_window`` (low, high; default CT bone 150..700 HU).
+    ``labelmap``: one smoothed surface per label in its segment colour at ``surface_opacity``.
+    ``saliency`` (0..1): heat-coloured cloud above ``saliency_threshold``. ``context``: a labelmap of landmarks
+    (:func:`.anatomy.context_structures`), drawn semi-transparent. Any grids: each is placed by its own geometry.
+    ``segment_opacity``: opacity by segment name; ``saliency_label``: the map's name in the legend. ``style``: further :func:`draw_scene` arguments
+    (background, background_top, elevation_deg, callouts, legend).
     """
-    if camera not in CAMERAS:
-        raise InputError(f"Unknown camera '{camera}'; use one of {', '.join(CAMERAS)}.")
-    renderer = _new_renderer(background)
-    shown = 0
-    if image is not None:
-        color, opacity = _ct_transfer(ct_window)
-        renderer.AddVolume(_volume_actor(_image_data(image.array.astype(np.float32)), image.ijk_to_ras, color, opacity))
-        shown += 1
-    if labelmap is not None:
-        for value in labelmap.label_values():
-            polydata = label_surface(labelmap, value)
-            if polydata.GetNumberOfPoints():
-                renderer.AddActor(_surface_actor(polydata, labelmap.segment_for(value).color_rgb, surface_opacity,
-                                                 labelmap.ijk_to_ras))
-                shown += 1
-    if saliency is not None:
-        color, opacity = _heat_transfer(saliency_threshold)
-        renderer.AddVolume(_volume_actor(_image_data(saliency.array.astype(np.float32)), saliency.ijk_to_ras,
-                                         color, opacity))
-        shown += 1
-    if shown == 0:
-        raise InputError("Nothing to render: give an image, a non-empty labelmap or a saliency map.")
-    return _render_to_png(renderer, path_png, size, camera, zoom)
+    _check_camera(camera)
+    scene = build_scene(image, [labelmap] if labelmap is not None else [], saliency, context, surface_opacity,
+                        saliency_threshold, ct_window, saliency_label=saliency_label, segment_opacity=segment_opacity)
+    return draw_scene(scene, path_png, camera, size, focus_bounds_ras, margin, title=title, annotate=annotate, **style)
 
 
-def render_case_pngs(image: Image, labelmap: Optional[Image], out_dir, saliency: Optional[Image] = None,
-                     focus_ras: Optional[Sequence[float]] = None, size: tuple[int, int] = (640, 480),
-                     window: tuple[float, float] = (40.0, 400.0)) -> list[tuple[str, str]]:
-    """The standard pictures of a case, written into ``out_dir``: returns ``[(png_path, caption), ...]``.
+def _images_from_nodes(nodes_or_scene) -> tuple[list[Image], list[Image], list[Image]]:
+    """(volumes, labelmaps, saliency maps) as engine Images from MRML nodes or a scene (hidden nodes skipped)."""
+    from .mrml import image_from_volume_node, labelmap_from_segmentation_node
+    if hasattr(nodes_or_scene, "GetNodesByClass"):
+        collection = nodes_or_scene.GetNodesByClass("vtkMRMLDisplayableNode")
+        nodes = [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+        nodes = [n for n in nodes if not n.GetHideFromEditors()]
+    else:
+        nodes = list(nodes_or_scene)
+    volumes, labelmaps, saliencies = [], [], []
+    for node in nodes:
+        if node.IsA("vtkMRMLSegmentationNode"):
+            if node.GetSegmentation().GetNumberOfSegments():
+                labelmaps.append(labelmap_from_segmentation_node(node))
+        elif node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode") and node.GetImageData():
+            (saliencies if node.GetAttribute(SALIENCY_ATTRIBUTE) else volumes).append(image_from_volume_node(node))
+    return volumes, labelmaps, saliencies
 
-    ``3d.png`` (anterior view: volume + surfaces [+ saliency]), ``axial.png`` (slice through
-    ``focus_ras`` or the labelmap's largest plane, with outline and heat overlay) and, with a saliency map,
-    ``side_by_side.png`` (slice without | with the heat overlay).
+
+def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera: str = "anterior",
+                    surface_opacity: float = 1.0, saliency_threshold: float = 0.3, context: bool = False,
+                    volume_rendering: bool = True, focus_on_segments: bool = False, title: str = "",
+                    annotate: bool = True, **style) -> Render3D:
+    """Render MRML nodes (or a scene) to ``path_png``.
+
+    Volume nodes are volume-rendered (shaded ramp: CT bone, MRI bright tissue) unless ``volume_rendering`` is
+    False; with ``context`` the first volume's landmarks (:mod:`.anatomy`) are drawn around the segments.
+    Segmentation nodes: closed surfaces in segment colours. Saliency volumes: heat cloud above the threshold.
+    ``focus_on_segments``: frame the segments (plus 40 mm) instead of everything drawn.
     """
-    from pathlib import Path
-    from .render_slices import display_index_of_ras, render_side_by_side, render_slice
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pictures = []
-    render_images_3d(out_dir / "3d.png", image, labelmap, saliency, size=size)
-    pictures.append((str(out_dir / "3d.png"), "3D view from the front (offscreen VTK): bone by volume rendering, "
-                     "segments as semi-transparent surfaces" + (", saliency in heat colours" if saliency is not None else "")))
-    index = None
-    if focus_ras is not None:
-        sar_index = display_index_of_ras(image, focus_ras)
-        index = int(sar_index[0])
-    render_slice(image, out_dir / "axial.png", labelmap=labelmap, overlay=saliency, index=index, window=window)
-    pictures.append((str(out_dir / "axial.png"), "Axial slice (radiological convention: patient right on the left)"
-                     + (" with segment outlines" if labelmap is not None else "")
-                     + (" and saliency above 0.3" if saliency is not None else "")))
-    if saliency is not None:
-        render_slice(image, out_dir / "axial_plain.png", labelmap=labelmap, index=index, window=window)
-        render_side_by_side(out_dir / "axial_plain.png", out_dir / "axial.png", out_dir / "side_by_side.png")
-        pictures.append((str(out_dir / "side_by_side.png"), "Segmentation alone (left) and with the saliency map (right)"))
-    return pictures
+    from .anatomy import context_structures
+    _check_camera(camera)
+    volumes, labelmaps, saliencies = _images_from_nodes(nodes)
+    context_map = context_structures(volumes[0]) if context and volumes else None
+    scene = build_scene(volumes[0] if volumes and volume_rendering else None, labelmaps,
+                        saliencies[0] if saliencies else None, context_map, surface_opacity, saliency_threshold)
+    for extra in volumes[1:] if volume_rendering else []:
+        color, opacity = _image_transfer(extra, None)
+        scene.add(parts.volume_actor(extra.array, extra.ijk_to_ras, color, opacity))
+    focus = None
+    if focus_on_segments and labelmaps:
+        focus = union_bounds([segment_bounds_ras(lm) for lm in labelmaps]) + np.array([-40, 40] * 3)
+    return draw_scene(scene, path_png, camera, size, focus, title=title, annotate=annotate, **style)
+
+
+def segment_bounds_ras(labelmap: Image, label: Optional[int] = None) -> np.ndarray:
+    """RAS box (xmin, xmax, ymin, ymax, zmin, zmax; mm) of a label's voxel centres (all labels if None)."""
+    labels = as_label_array(labelmap)
+    mask = labels != 0 if label is None else labels == label
+    if not mask.any():
+        raise InputError("The labelmap is empty: nothing to frame.")
+    kji = np.argwhere(mask)
+    corners = np.array([[i, j, k] for i in (kji[:, 2].min(), kji[:, 2].max()) for j in (kji[:, 1].min(), kji[:, 1].max())
+                        for k in (kji[:, 0].min(), kji[:, 0].max())], dtype=float)
+    ras = labelmap.index_to_ras(corners)
+    return np.c_[ras.min(axis=0), ras.max(axis=0)].ravel()

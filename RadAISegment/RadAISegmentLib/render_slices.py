@@ -1,7 +1,8 @@
 """2D slice pictures to PNG from engine arrays: numpy + matplotlib's PNG writer (no VTK, no Slicer).
 
-* :func:`render_slice` — windowed grey, labelmap fill + outline in segment colours, thresholded heat
-  overlay; radiological display convention (patient right on the left of axial/coronal planes).
+* :func:`render_slice` — windowed grey, labelmap fill + outline in segment colours, heat overlay
+  (colour by value, opacity rising from the threshold to 1); radiological display convention (patient
+  right on the left of axial/coronal planes).
 * :func:`render_side_by_side` — two PNGs joined horizontally.
 * :func:`display_index_of_ras` — which displayed plane holds a RAS point.
 """
@@ -11,10 +12,11 @@ from typing import Optional
 
 import numpy as np
 
+from . import geometry
 from .atomic import atomic_path
 from .errors import InputError
 from .image import Image, as_label_array
-from .render import heat_rgb
+from .heatmap import heat_rgb
 
 
 def display_index_of_ras(image: Image, point_ras) -> tuple[int, int, int]:
@@ -23,17 +25,17 @@ def display_index_of_ras(image: Image, point_ras) -> tuple[int, int, int]:
     ijk = np.clip(ijk, 0, np.array(image.shape_ijk) - 1)
     marker = np.zeros(image.array.shape, dtype=np.uint8)
     marker[ijk[2], ijk[1], ijk[0]] = 1
-    canonical, _ = _ras_canonical(marker, image)
+    canonical, _ = ras_canonical(marker, image)
     return tuple(int(v) for v in np.argwhere(canonical)[0])
 
 
-def _ras_canonical(array: np.ndarray, image: Image) -> tuple[np.ndarray, tuple[float, float, float]]:
+def ras_canonical(array: np.ndarray, image: Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Permute/flip ``array[k, j, i]`` to ``[S, A, R]`` order with increasing RAS coordinates.
 
     Uses the nearest RAS axis of each voxel axis (oblique grids are shown unresampled).
     Returns the array and its spacing along (R, A, S) in mm.
     """
-    direction_ras = np.diag([-1.0, -1.0, 1.0]) @ image.direction_lps  # columns: i, j, k in RAS
+    direction_ras = geometry.lps_to_ras(image.direction_lps.T).T  # columns: i, j, k in RAS
     ras_axis_of = [int(np.argmax(np.abs(direction_ras[:, c]))) for c in range(3)]  # for i, j, k
     if sorted(ras_axis_of) != [0, 1, 2]:
         raise InputError("The image is too oblique to show on axial/coronal/sagittal planes without resampling.")
@@ -74,10 +76,11 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def render_slice(image: Image, path_png, labelmap: Optional[Image] = None, overlay: Optional[Image] = None,
                  axis: str = "axial", index: Optional[int] = None, window: tuple[float, float] = (40.0, 400.0),
-                 overlay_threshold: float = 0.3, overlay_alpha: float = 0.6, fill_alpha: float = 0.35,
+                 overlay_threshold: float = 0.15, overlay_alpha: float = 0.75, fill_alpha: float = 0.35,
                  pixel_size_mm: Optional[float] = None) -> np.ndarray:
     """Write one slice as PNG: grey ``window=(level, width)``, labelmap fill + outline in segment colours,
-    ``overlay`` (0..1, e.g. saliency) in heat colours where ``>= overlay_threshold``.
+    ``overlay`` (0..1, e.g. saliency) in heat colours where ``>= overlay_threshold``, its opacity rising
+    linearly from ``0.3 × overlay_alpha`` at the threshold to ``overlay_alpha`` at 1 (drawn under the outlines).
 
     ``index`` counts along the RAS axis of the plane (S for axial, A for coronal, R for sagittal),
     default the middle (or the labelmap's largest-area plane). Pixels are square, ``pixel_size_mm``
@@ -86,14 +89,14 @@ def render_slice(image: Image, path_png, labelmap: Optional[Image] = None, overl
     from matplotlib import image as mpl_image
     if axis not in _AXIS_DIM:
         raise InputError(f"Unknown axis '{axis}'; use axial, coronal or sagittal.")
-    volume, spacing_ras = _ras_canonical(image.array, image)
+    volume, spacing_ras = ras_canonical(image.array, image)
     labels = overlay_sar = None
     if labelmap is not None:
         image.require_same_grid(labelmap)
-        labels, _ = _ras_canonical(as_label_array(labelmap), labelmap)
+        labels, _ = ras_canonical(as_label_array(labelmap), labelmap)
     if overlay is not None:
         image.require_same_grid(overlay, "overlay")
-        overlay_sar, _ = _ras_canonical(np.asarray(overlay.array, dtype=float), overlay)
+        overlay_sar, _ = ras_canonical(np.asarray(overlay.array, dtype=float), overlay)
     dim = _AXIS_DIM[axis]
     if index is None:
         if labels is not None and labels.any():
@@ -105,17 +108,20 @@ def render_slice(image: Image, path_png, labelmap: Optional[Image] = None, overl
     level, width = window
     grey = np.clip((slice_plane(volume, axis, index).astype(float) - (level - width / 2)) / width, 0, 1)
     rgb = np.repeat(grey[..., None], 3, axis=2)
+    if overlay_sar is not None:
+        plane = slice_plane(overlay_sar, axis, index)
+        hot = plane >= overlay_threshold
+        rise = (plane[hot] - overlay_threshold) / max(1.0 - overlay_threshold, 1e-6)
+        alpha = (overlay_alpha * (0.3 + 0.7 * np.clip(rise, 0.0, 1.0)))[:, None]
+        rgb[hot] = (1 - alpha) * rgb[hot] + alpha * heat_rgb(plane[hot])
     if labels is not None:
         plane = slice_plane(labels, axis, index)
         for value in np.unique(plane[plane != 0]):
             mask = plane == value
             color = np.asarray(labelmap.segment_for(int(value)).color_rgb, dtype=float)
-            rgb[mask] = (1 - fill_alpha) * rgb[mask] + fill_alpha * color
+            if overlay_sar is None:
+                rgb[mask] = (1 - fill_alpha) * rgb[mask] + fill_alpha * color
             rgb[_outline(mask)] = color
-    if overlay_sar is not None:
-        plane = slice_plane(overlay_sar, axis, index)
-        hot = plane >= overlay_threshold
-        rgb[hot] = (1 - overlay_alpha) * rgb[hot] + overlay_alpha * heat_rgb(plane[hot])
     # in-plane spacings (rows, columns) of the displayed plane
     row_mm, col_mm = {"axial": (spacing_ras[1], spacing_ras[0]), "coronal": (spacing_ras[2], spacing_ras[0]),
                       "sagittal": (spacing_ras[2], spacing_ras[1])}[axis]

@@ -116,6 +116,13 @@ def sample_case(name: str) -> dict[str, Path]:
     return paths
 
 
+def sample_context_path(name: str) -> Optional[Path]:
+    """The case's whole field of view at a coarser grid, for display only (``<name>_context.nrrd``), or None."""
+    sample_case_info(name)
+    path = sample_data_dir() / f"{name}_context.nrrd"
+    return path if path.is_file() else None
+
+
 @lru_cache(maxsize=None)
 def _label_names_file(path: str) -> dict:
     with open(path, encoding="utf-8") as handle:

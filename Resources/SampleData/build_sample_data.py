@@ -36,6 +36,9 @@ CROPS = {  # case name -> (PyRadiomics case, in-plane crop size in voxels (i, j)
     "brain-tumour": ("brain1", (128, 128)),
     "breast-lesion": ("breast1", None),  # already a small crop: re-written whole
 }
+#: Whole field of view at a coarser grid, for display only (the 3D context around the tumour and the
+#: report's viewer): case name -> (PyRadiomics case, in-plane block size in voxels).
+CONTEXTS = {"lung-tumour": ("lung1", 4)}
 
 
 def crop(image: Image, start_ijk: np.ndarray, size_ijk: np.ndarray) -> Image:
@@ -58,6 +61,12 @@ def tumour_crop_window(label: Image, size_ij) -> tuple[np.ndarray, np.ndarray]:
     return start, size
 
 
+def write_context(case: str, image: Image, block: int) -> None:
+    """``<case>_context.nrrd``: the whole image, block means of ``block × block`` voxels in-plane (int16 HU)."""
+    from RadAISegmentLib.downsample import block_mean
+    io.write_image(block_mean(image, (block, block, 1), dtype=np.int16), HERE / f"{case}_context.nrrd")
+
+
 def main(shared: Path) -> None:
     for name, source in COPIES.items():
         shutil.copyfile(shared / source, HERE / name)
@@ -72,6 +81,8 @@ def main(shared: Path) -> None:
         io.write_image(image_crop.with_array(image_crop.array.astype(np.int16)), HERE / f"{case}_image.nrrd")
         io.write_image(label_crop.with_array((label_crop.array > 0).astype(np.uint8)), HERE / f"{case}_labels.nrrd")
         print(f"{case}: {source} crop start (i,j,k) {start.tolist()} size {size.tolist()}")
+    for case, (source, block) in CONTEXTS.items():
+        write_context(case, io.read_image(shared / "pyradiomics-cases" / f"{source}_image.nrrd"), block)
     for path in sorted(HERE.iterdir()):
         if path.is_file():
             print(f"{path.name}  {hashlib.sha256(path.read_bytes()).hexdigest()}  {path.stat().st_size}")
