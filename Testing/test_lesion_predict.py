@@ -43,7 +43,7 @@ def test_paste_back_reproduces_a_linear_probability_exactly_on_an_oblique_anisot
     seed_lps = ras_to_lps(np.asarray(centre_ras))
     signed = lambda lps: (lps - seed_lps) @ normal - offset       # noqa: E731  signed distance to the plane (mm)
     probability = 0.5 + signed(crop_voxel_lps(crop)) / 100.0       # linear in space: linear interpolation is exact
-    pasted = paste_back(probability.astype(np.float32), crop, image)
+    pasted = paste_back(probability.astype(np.float32), crop, image, footprint=False)   # point sampling
 
     positions = input_voxel_lps(image)
     direction = np.array(crop.reference.GetDirection()).reshape(3, 3)

@@ -112,3 +112,15 @@ def parse_ras_point(text: str) -> tuple[float, float, float]:
         raise InputError(f"Point '{text}' is not three numbers R,A,S in millimetres (e.g. 12.5,-40,88; "
                          "on the command line write --seed=-12,40,5 when R is negative).")
     return values  # type: ignore[return-value]
+
+
+def parse_ras_numbers(text: str, count: int, what: str = "point") -> tuple[float, ...]:
+    """``count`` finite comma-separated numbers (RAS mm), e.g. a box's two corners ``R1,A1,S1,R2,A2,S2``."""
+    from .errors import InputError
+    try:
+        values = tuple(float(v) for v in str(text).replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(np.isfinite(values)):
+        raise InputError(f"{what} '{text}' is not {count} comma-separated numbers in RAS millimetres.")
+    return values

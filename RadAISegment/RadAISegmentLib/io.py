@@ -7,6 +7,7 @@ Every writer is atomic; no reader modifies its input.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -102,7 +103,24 @@ def read_image(path: str | os.PathLike, series_uid: Optional[str] = None) -> Ima
     for key in ("modality",):
         if reader.HasMetaDataKey(key):
             metadata[key] = reader.GetMetaData(key)
+    if reader.HasMetaDataKey(VOLUME_RANGE_FIELD):
+        ranges = _parse_volume_ranges(reader.GetMetaData(VOLUME_RANGE_FIELD))
+        if ranges:
+            metadata[VOLUME_RANGE_KEY] = ranges
     return from_sitk(sitk_image, metadata)
+
+
+#: Image.metadata key (``{label: [low_ml, high_ml]}``) and the file fields that carry each lesion's stated
+#: volume range (lesion.uncertainty): a JSON field in plain NRRD/MHA, one field per segment in .seg.nrrd.
+VOLUME_RANGE_KEY = "volume_range_ml"
+VOLUME_RANGE_FIELD = "RadAI_VolumeRangeML"
+
+
+def _parse_volume_ranges(text: str) -> dict:
+    try:
+        return {int(k): [float(v[0]), float(v[1])] for k, v in json.loads(text).items()}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return {}
 
 
 def require_complete_gzip(path: Path) -> None:
@@ -140,8 +158,12 @@ def write_image(image: Image, path: str | os.PathLike, compress: bool = True) ->
     if suffix in (".nii", ".nii.gz") and np.issubdtype(image.array.dtype, np.floating) and np.isnan(image.array).any():
         raise InputError(f"{path.name}: the image holds NaN voxels, which ITK's NIfTI writer turns into 0 "
                          "without warning; write .nrrd or .mha to keep them, or replace them first.")
+    sitk_image = to_sitk(image)
+    ranges = image.metadata.get(VOLUME_RANGE_KEY)
+    if ranges and suffix in (".nrrd", ".mha", ".mhd"):
+        sitk_image.SetMetaData(VOLUME_RANGE_FIELD, json.dumps({str(k): list(v) for k, v in ranges.items()}))
     with atomic_path(path) as tmp:
-        sitk.WriteImage(to_sitk(image), str(tmp), useCompression=compress)
+        sitk.WriteImage(sitk_image, str(tmp), useCompression=compress)
     return path
 
 
@@ -191,9 +213,12 @@ def write_segmentation_nrrd(labelmap: Image, path: str | os.PathLike) -> Path:
     sitk_image.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     sitk_image.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
     sitk_image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
+    ranges = labelmap.metadata.get(VOLUME_RANGE_KEY) or {}
     for index, info in enumerate(infos):
         for key, value in _segment_fields(index, info, _label_extent(labels == info.label)).items():
             sitk_image.SetMetaData(key, value)
+        if info.label in ranges:
+            sitk_image.SetMetaData(f"Segment{index}_{VOLUME_RANGE_FIELD}", " ".join(f"{v:.6g}" for v in ranges[info.label]))
     with atomic_path(path) as tmp:
         writer = sitk.ImageFileWriter()
         writer.SetFileName(str(tmp))
@@ -249,6 +274,7 @@ def read_segmentation_nrrd(path: str | os.PathLike) -> Image:
     base = from_sitk(sitk_image if components == 1 else sitk_image, {"source": str(path)})
     labels = np.zeros(layers.shape[1:], dtype=np.uint16)
     infos: list[SegmentInfo] = []
+    ranges: dict[int, list[float]] = {}
     index = 0
     next_label = 1
     while f"Segment{index}_LabelValue" in keys or f"Segment{index}_Name" in keys:
@@ -263,11 +289,18 @@ def read_segmentation_nrrd(path: str | os.PathLike) -> Image:
         category, seg_type = _parse_tags(meta(f"Segment{index}_Tags"))
         infos.append(SegmentInfo(out_label, meta(f"Segment{index}_Name", f"Segment_{out_label}"),
                                  _parse_color(meta(f"Segment{index}_Color"), out_label), category, seg_type))
+        stated = meta(f"Segment{index}_{VOLUME_RANGE_FIELD}").split()
+        if len(stated) == 2:
+            try:
+                ranges[out_label] = [float(stated[0]), float(stated[1])]
+            except ValueError:
+                pass
         next_label = max(next_label, out_label) + 1
         index += 1
     if not infos:  # a plain NRRD labelmap named .seg.nrrd
         labels = layers[0]
-    return base.with_array(as_label_array(base.with_array(labels)), segments=infos)
+    result = base.with_array(as_label_array(base.with_array(labels)), segments=infos)
+    return result.with_array(result.array, segments=infos, **({VOLUME_RANGE_KEY: ranges} if ranges else {}))
 
 
 def read_labelmap(path: str | os.PathLike, reference: Optional[Image] = None) -> Image:

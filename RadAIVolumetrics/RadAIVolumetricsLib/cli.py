@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Optional, Sequence
+
+#: a value that starts with a minus sign but is data: a number or comma-separated numbers (R,A,S points)
+_NEGATIVE_VALUE = re.compile(r"^-\d*\.?\d+(?:[eE][-+]?\d+)?(?:\s*,\s*-?\d*\.?\d+(?:[eE][-+]?\d+)?)*$")
 
 #: command name -> module providing ``register(subparsers)``
 COMMANDS: dict[str, str] = {
@@ -40,11 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--seed -21.9,120.5,-611.5`` -> ``--seed=-21.9,120.5,-611.5``: argparse would read a value that starts
+    with a minus sign as an option; RAS coordinates in Slicer very often do. Applies to every option of
+    every command, so a user types points exactly as Slicer shows them."""
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if (_NEGATIVE_VALUE.match(token) and previous.startswith("--") and "=" not in previous
+                and len(previous) > 2):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from RadAISegmentLib.errors import RadAIError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         result = args.func(args)
         return int(result or 0)

@@ -1,25 +1,47 @@
-"""Evaluate the lesion model and the classical baseline on the real tumours it never trained on.
+"""Evaluate the lesion model, its previous version and the classical baseline on real tumours it never saw.
 
-Cases: PyRadiomics lung1 (CT), brain1 (MR), breast1 (MR), read from ``shared/data``.
-The seed is the centroid of the reference mask (RAS mm), as a reader clicks the middle
-of a lesion; the box edge is the mask's largest physical extent × 1.5 + 10 mm, as a
-user would drag a box around it. Robustness: the same with the seed moved by 25 %
-of the extent in each of six directions.
+Cases: PyRadiomics ``lung1`` (CT), ``brain1`` (MR), ``breast1`` (MR), bundled as the sample cases
+``lung-tumour``, ``brain-tumour``, ``breast-lesion`` (crops that hold every box used here), or read from a
+folder of ``<case>_image.nrrd`` / ``<case>_label.nrrd``. Prompt, as documented for readers: the seed at the
+centroid of the reference mask (RAS mm), a cube box of 1.5 × the mask's largest extent + 10 mm. Then up to
+three clicks by the simulated reader (:mod:`.interaction`: the interior point farthest from the boundary of
+the largest connected error region, include where the model missed tumour, exclude where it
+over-segmented), each re-running the model with its previous outline. Reported after 0, 1, 2, 3 clicks:
+Dice, volume error, HD95, whether the stated volume range holds the reference volume, and wall time.
 """
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
+from ..image import Image
 from ..io import read_image, read_labelmap
-from .baseline import segment_lesion_baseline
+from .interaction import next_click
+from .prompts import LesionPrompt
 
 CASES = ("lung1", "brain1", "breast1")
+SAMPLE_NAMES = {"lung1": "lung-tumour", "brain1": "brain-tumour", "breast1": "breast-lesion"}
+CLICKS = 3
 
 
-def case_prompt(reference) -> tuple[np.ndarray, float, np.ndarray]:
+def load_case(case: str, cases_dir: Optional[Path] = None) -> tuple[Image, Image]:
+    """(image, reference labelmap 0/1) of an evaluation case."""
+    if cases_dir is not None:
+        image = read_image(Path(cases_dir) / f"{case}_image.nrrd")
+        reference = read_labelmap(Path(cases_dir) / f"{case}_label.nrrd", reference=image)
+    else:
+        from ..sample_data import sample_case
+        paths = sample_case(SAMPLE_NAMES[case])
+        image = read_image(paths["image"])
+        reference = read_labelmap(paths["labels"], reference=image)
+    return image, reference.with_array((reference.array == 1).astype(np.uint8))
+
+
+def case_prompt(reference: Image) -> tuple[np.ndarray, float, np.ndarray]:
     """Seed (centroid, RAS), box edge (mm) and physical extent (mm per i, j, k) from a reference mask."""
     indices = np.argwhere(reference.array > 0)
     seed_ras = reference.index_to_ras(indices.mean(axis=0)[::-1])
@@ -28,66 +50,104 @@ def case_prompt(reference) -> tuple[np.ndarray, float, np.ndarray]:
 
 
 def case_metrics(predicted: np.ndarray, reference: np.ndarray, spacing_mm) -> dict:
-    from RadAIVolumetricsLib.validation.metrics import overlap_metrics
+    from ..overlap import overlap_metrics
     metrics = overlap_metrics(predicted > 0, reference > 0, spacing_mm)
     return {"dice": metrics.dice, "volume_error_percent": metrics.volume_error_percent, "hd95_mm": metrics.hd95_mm}
 
 
-def evaluate_real_cases(shared_data: Path, segment: Callable, cases=CASES, jitter: bool = False) -> dict:
-    """``segment(image, seed_ras, box_mm) -> labelmap``; returns per-case Dice / volume error / HD95."""
-    results = {}
-    for case in cases:
-        image = read_image(Path(shared_data) / "pyradiomics-cases" / f"{case}_image.nrrd")
-        reference = read_labelmap(Path(shared_data) / "pyradiomics-cases" / f"{case}_label.nrrd", reference=image)
-        reference = reference.with_array((reference.array == 1).astype(np.uint8))
-        seed_ras, box_mm, extent_mm = case_prompt(reference)
-        results[case] = case_metrics(segment(image, seed_ras, box_mm).array, reference.array, image.spacing_mm)
-        if jitter:
-            dices = []
-            for axis in range(3):
-                for sign in (-1, 1):
-                    offset = np.zeros(3)
-                    offset[axis] = sign * 0.25 * extent_mm[axis]
-                    moved = reference.index_to_ras(reference.ras_to_index(seed_ras) + offset / np.asarray(reference.spacing_mm))
-                    if reference.array[tuple(np.round(reference.ras_to_index(moved)).astype(int)[::-1])] == 0:
-                        continue   # a click outside the lesion is not a fair prompt
-                    dices.append(case_metrics(segment(image, moved, box_mm).array, reference.array,
-                                              image.spacing_mm)["dice"])
-            results[case]["dice_with_seed_offsets_mean"] = float(np.mean(dices)) if dices else None
-    return results
-
-
-def evaluate_model_and_baseline(shared_data: Path, model, jitter: bool = True) -> dict:
-    """Model and baseline on the same prompts (centroid seed, and the seed offsets when ``jitter``), plus the
-    model's wall time per lesion on CPU (crop, network, paste back, component; the model already loaded)."""
-    import time
-    from .predict import segment_lesion
-    seconds = []
-
-    def timed_model(image, seed_ras, box_mm):
+def interactive_session(image: Image, reference: Image, model, clicks: int = CLICKS) -> list[dict]:
+    """The model with the documented prompt and then ``clicks`` simulated-reader clicks; one row per step."""
+    from .predict import segment_prompts
+    seed_ras, box_mm, _ = case_prompt(reference)
+    prompt = LesionPrompt(seed_ras=tuple(float(v) for v in seed_ras), box_mm=box_mm)
+    truth = reference.array > 0
+    truth_ml = float(truth.sum()) * image.voxel_volume_mm3 / 1000.0
+    rows, previous = [], None
+    for step in range(clicks + 1):
         started = time.perf_counter()
-        result = segment_lesion(image, seed_ras, box_mm, model)
-        seconds.append(time.perf_counter() - started)
-        return result
+        labelmap, volumes = segment_prompts(image, [prompt], model, "cpu", previous)
+        seconds = time.perf_counter() - started
+        low, high = volumes[0].volume_range_ml
+        row = {"clicks": step, **case_metrics(labelmap.array, reference.array, image.spacing_mm),
+               "volume_ml": volumes[0].volume_ml, "volume_range_ml": [low, high], "reference_ml": truth_ml,
+               "range_holds_reference": bool(low <= truth_ml <= high), "seconds": seconds}
+        rows.append(row)
+        if step == clicks:
+            break
+        click = next_click(labelmap.array > 0, truth, image.spacing_mm[::-1])
+        if click is None:
+            break
+        point = tuple(float(v) for v in image.index_to_ras(np.asarray(click.index_kji, float)[::-1]))
+        (prompt.include_ras if click.include else prompt.exclude_ras).append(point)
+        row["next_click"] = {"ras": [round(v, 2) for v in point], "include": click.include}
+        previous = labelmap
+    return rows
 
-    evaluation = {"model": evaluate_real_cases(shared_data, timed_model, jitter=jitter),
-                  "baseline_confidence_connected": evaluate_real_cases(shared_data, segment_lesion_baseline,
-                                                                       jitter=jitter)}
-    evaluation["model_seconds_per_lesion_median"] = float(np.median(seconds[1:] or seconds))
-    return evaluation
+
+def evaluate_models(models: dict, cases_dir: Optional[Path] = None, baseline: bool = True,
+                    log: Callable[[str], None] = print) -> dict:
+    """``{"models": {name: {case: rows}}, "baseline": {case: metrics}}``; interactive models get clicks,
+    others (lesion-roi 1.x) only the initial prompt."""
+    from .baseline import segment_lesion_baseline
+    from .predict import prompt_settings
+    result = {"models": {name: {} for name in models}, "baseline": {}}
+    for case in CASES:
+        image, reference = load_case(case, cases_dir)
+        for name, model in models.items():
+            clicks = CLICKS if prompt_settings(model).interactive else 0
+            result["models"][name][case] = interactive_session(image, reference, model, clicks)
+            log(f"{case} {name}: " + ", ".join(f"{r['clicks']} clicks Dice {r['dice']:.3f} "
+                                                f"vol {r['volume_error_percent']:+.1f}%"
+                                                for r in result["models"][name][case]))
+        if baseline:
+            seed_ras, box_mm, _ = case_prompt(reference)
+            result["baseline"][case] = case_metrics(segment_lesion_baseline(image, seed_ras, box_mm).array,
+                                                    reference.array, image.spacing_mm)
+    return result
 
 
 def metrics_table(evaluation: dict) -> str:
-    """Markdown table: per case, Dice / volume error % / HD95 mm / mean Dice with seed offsets, model vs baseline."""
-    rows = ["| case | method | Dice | volume error % | HD95 mm | Dice, seed offsets (mean) |",
-            "|---|---|---|---|---|---|"]
+    """Markdown: per case and method, Dice / volume error / HD95 / range holds, after 0-3 clicks."""
+    rows = ["| case | method | clicks | Dice | volume error % | HD95 mm | stated range (mL) holds reference? |",
+            "|---|---|---|---|---|---|---|"]
     for case in CASES:
-        for method, key in (("lesion-roi model", "model"), ("baseline (confidence-connected)",
-                                                            "baseline_confidence_connected")):
-            result = evaluation.get(key, {}).get(case)
-            if result is None:
-                continue
-            jitter = result.get("dice_with_seed_offsets_mean")
-            rows.append(f"| {case} | {method} | {result['dice']:.3f} | {result['volume_error_percent']:+.1f} | "
-                        f"{result['hd95_mm']:.1f} | {'—' if jitter is None else f'{jitter:.3f}'} |")
+        for name, cases in evaluation["models"].items():
+            for row in cases.get(case, []):
+                low, high = row["volume_range_ml"]
+                rows.append(f"| {case} | {name} | {row['clicks']} | {row['dice']:.3f} | "
+                            f"{row['volume_error_percent']:+.1f} | {row['hd95_mm']:.1f} | "
+                            f"{low:.3g}–{high:.3g} vs {row['reference_ml']:.3g}: "
+                            f"{'yes' if row['range_holds_reference'] else 'no'} |")
+        base = evaluation.get("baseline", {}).get(case)
+        if base:
+            rows.append(f"| {case} | baseline (confidence-connected) | 0 | {base['dice']:.3f} | "
+                        f"{base['volume_error_percent']:+.1f} | {base['hd95_mm']:.1f} | — |")
     return "\n".join(rows)
+
+
+def previous_model_dir(model_dir: Path) -> Optional[Path]:
+    """The previous version kept beside the model for comparison (``<model>/previous``), if present."""
+    folder = Path(model_dir) / "previous"
+    return folder if (folder / "card.json").is_file() else None
+
+
+def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None) -> str:
+    """Evaluate the model in ``model_dir`` (and its previous version and the baseline) on the real cases,
+    record the results in its card (``metrics.real_tumours``), return the table."""
+    from ..atomic import write_text_atomic
+    from ..models.loaders import load_model_folder
+    model_dir = Path(model_dir)
+    models = {"lesion-roi " + json.loads((model_dir / "card.json").read_text())["version"]:
+              load_model_folder(model_dir)}
+    previous = previous_model_dir(model_dir)
+    if previous is not None:
+        version = json.loads((previous / "card.json").read_text())["version"]
+        models[f"lesion-roi {version} (previous)"] = load_model_folder(previous)
+    evaluation = evaluate_models(models, cases_dir)
+    card = json.loads((model_dir / "card.json").read_text())
+    card.setdefault("metrics", {})["real_tumours"] = evaluation
+    card["metrics"]["real_tumours_protocol"] = (
+        "lung1 (CT), brain1 (MR), breast1 (MR): never used for training or checkpoint choice; seed = mask "
+        "centroid, box = 1.5 x largest extent + 10 mm, then up to 3 simulated-reader clicks")
+    write_text_atomic(model_dir / "card.json", json.dumps(card, indent=2))
+    return metrics_table(evaluation)

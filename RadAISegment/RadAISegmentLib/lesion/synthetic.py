@@ -1,140 +1,56 @@
-"""Synthetic lesions composited into real CT and MR backgrounds, generated in crop space.
+"""Synthetic lesions composited into real CT and MR backgrounds, in crop space (training data).
 
-Each sample mimics what the model sees at inference (:mod:`.preprocess`): a cube
-around a user's click, resampled to ``grid``³. Realism that matters for real tumours:
-* shapes: random ellipsoids, lobulated by a smooth random radius field, some multi-lobed
-  (1–4 overlapping satellite blobs), some spiculated
-  (tapering radial spikes), 4–80 mm and from a few % up to ~75 % of the box edge; 40 % attached
-  to a tissue boundary (crop centred on a strong edge: pleura, bone, vessel, brain surface);
-* appearance: CT lesions of soft-tissue density (or relative to the local tissue),
-  MR lesions hyper- or hypo-intense relative to the local tissue, with necrotic
-  cores and enhancing rims; 40 % heterogeneous (large patches fading towards the background);
-* MR: peritumoural oedema halo outside the label (30 %);
-* partial volume from 2× supersampled rendering; thick slices (1–7 mm, 60 % of cases): box
-  slice profile, one sample per slice, linear interpolation back (mostly along k, the slice axis);
-  noise matched to the background's own noise;
-* seed offset up to 35 % of the lesion radius (users don't click the exact centre).
+Each case mimics what the model sees at inference (:mod:`.prompts`, :mod:`.preprocess`): a cube around the
+reader's prompt, resampled to ``grid``³, with the prompt channels. What is drawn, and why:
 
-Backgrounds (training only, evaluation cases excluded): the TotalSegmentator example
-CT, CT DICOM series and MR (``shared/data/totalsegmentator-examples``), and Colin27
-T1 and its higher-contrast average ``ch2better`` (Debian ``mricron-data``). Never the PyRadiomics lung1/brain1/breast1 cases.
+* **size and box**: diameters 3.5–100 mm (log-uniform); the box as readers set it — a cube of about
+  1.5 × extent + 10 mm around the seed, the 64 mm default, or two corners drawn around the lesion (then the
+  crop is the box's enclosing cube and the seed is optional);
+* **shape**: lobulated ellipsoids, satellite lobes, spicules, and multifocal lesions whose separate parts are
+  all labelled (readers add them with include clicks); partial volume from a signed-distance level set;
+* **where**: soft tissue, lung parenchyma (CT), or on a strong tissue boundary (pleura, bone, vessel wall,
+  brain surface). Lesions centred in a compartment (lung, the head) usually stay inside it: a lung tumour
+  touching the pleura flattens against the chest wall and its label stops there, although tumour and wall
+  have the same density — the hard case a reader's outline follows;
+* **appearance**: CT solid or ground-glass nodules and hypo/hyper-dense tissue lesions; MR hyper/hypo-intense
+  lesions, necrotic cores with enhancing rims, heterogeneity, oedema halos, bias fields; unlabelled vessels
+  crossing or touching the lesion with the lesion's own intensity (what a reader leaves out);
+* **acquisition**: the lesion is rendered at the simulated scan's resolution (in-plane 0.5–1.2 mm, slices up
+  to 7 mm: box slice profile, one sample per slice, linear interpolation back), with the background's noise.
+
+The label is the lesion's true extent at crop resolution (occupancy ≥ 0.5), the soft target its occupancy.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from ..image import Image
-from ..io import read_image, to_sitk
-from .preprocess import is_ct_like, normalise_crop, seed_channel
-
-COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
-COLIN27_BETTER = Path("/usr/share/mricron/templates/ch2better.nii.gz")   # Colin27, higher-contrast average
+from .backgrounds import Background, background_crop, edge_centre_near
+from .preprocess import normalise_crop
+from .prompts import DEFAULT_BOX_MM, GRID, stack_channels
+from .shapes import (ellipsoid_level_set, grid_points, keep_component_near, occupancy, random_rotation,
+                     smooth_noise, tube_level_set)
 
 
 @dataclass
-class Background:
-    image: Image
-    ct: bool
-    candidates_kji: np.ndarray   # voxels (inside the body) where a crop may be centred
-    name: str
-    source: Optional[sitk.Image] = None   # float32 SimpleITK copy, made on first use
+class SyntheticCase:
+    """One training example: network input, soft target and what was drawn."""
 
+    x: np.ndarray              # float32 [5, g, g, g]: image, include, exclude, box, previous (empty)
+    target: np.ndarray         # float32 [g, g, g]: lesion occupancy 0..1
+    info: dict
 
-def load_backgrounds(shared_data: Path) -> list[Background]:
-    """The training backgrounds; raises if an evaluation case is ever passed in."""
-    examples = Path(shared_data) / "totalsegmentator-examples"
-    paths = [examples / "example_ct_sm.nii.gz", examples / "example_ct_dicom", examples / "example_mr_sm.nii.gz"]
-    paths += [path for path in (COLIN27, COLIN27_BETTER) if path.exists()]
-    backgrounds = []
-    for path in paths:
-        assert "pyradiomics" not in str(path), "evaluation cases must never be training backgrounds"
-        try:
-            image = read_image(path)
-        except ImportError:   # a DICOM reader is not available in this checkout
-            continue
-        ct = is_ct_like(image)
-        values = image.array
-        if ct:
-            inside = (values > -950) & (values < 300)
-        else:
-            inside = values > np.percentile(values, 40)
-        inside = ndimage.binary_erosion(inside, iterations=2)
-        candidates = np.argwhere(inside)
-        backgrounds.append(Background(image, ct, candidates, path.name))
-    return backgrounds
-
-
-def _background_crop(background: Background, centre_kji: np.ndarray, box_mm: float, grid: int) -> np.ndarray:
-    image = background.image
-    spacing = box_mm / grid
-    centre_lps = image.index_to_lps(centre_kji[::-1].astype(float))
-    direction = np.asarray(image.direction_lps)
-    reference = sitk.Image([grid] * 3, sitk.sitkFloat32)
-    reference.SetSpacing([spacing] * 3)
-    reference.SetOrigin(tuple(centre_lps - direction @ np.full(3, spacing * (grid - 1) / 2.0)))
-    reference.SetDirection(tuple(direction.ravel()))
-    if background.source is None:   # cast once per background, not per sample
-        background.source = sitk.Cast(to_sitk(image), sitk.sitkFloat32)
-    # outside the image: nearest-value extrapolation, as at inference (no artificial edges at the borders)
-    return sitk.GetArrayFromImage(sitk.Resample(background.source, reference, sitk.Transform(), sitk.sitkLinear,
-                                                0.0, sitk.sitkFloat32, True))
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    return q * np.sign(np.diag(r))
-
-
-def lesion_fraction(grid: int, centre_vox: np.ndarray, radii_vox: np.ndarray, rng: np.random.Generator,
-                    lobulation: float, supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Occupied fraction per voxel (partial volume) and the normalised radius field of a lobulated ellipsoid."""
-    fine = grid * supersample
-    axis = (np.arange(fine) + 0.5) / supersample - 0.5
-    zz, yy, xx = np.meshgrid(axis, axis, axis, indexing="ij")
-    offsets = np.stack([zz, yy, xx], axis=-1) - centre_vox
-    rotated = offsets @ _random_rotation(rng)
-    distance = np.sqrt(((rotated / radii_vox) ** 2).sum(axis=-1))
-    coarse_noise = ndimage.gaussian_filter(rng.normal(size=(fine,) * 3), sigma=max(radii_vox.mean() * supersample / 2.5, 1.0))
-    coarse_noise /= coarse_noise.std() + 1e-6
-    distance = distance * np.exp(lobulation * coarse_noise)   # always positive: no islands far away
-    inside = (distance < 1.0).astype(np.float32)
-    fraction = inside.reshape(grid, supersample, grid, supersample, grid, supersample).mean(axis=(1, 3, 5))
-    radius_field = distance.reshape(grid, supersample, grid, supersample, grid, supersample).mean(axis=(1, 3, 5))
-    return fraction, radius_field
-
-
-def add_spicules(fraction: np.ndarray, centre_vox: np.ndarray, radius_vox: float, rng: np.random.Generator,
-                 count: int, supersample: int = 2) -> np.ndarray:
-    """Union of ``count`` thin radial spikes (reaching 1.5–2.2 radii from the centre, base half-width 0.6–1.2
-    crop voxels, tapering to the tip) with the lesion's occupied fraction."""
-    grid = fraction.shape[0]
-    fine = grid * supersample
-    axis = (np.arange(fine) + 0.5) / supersample - 0.5
-    points = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1) - centre_vox
-    spikes = np.zeros((fine,) * 3, dtype=bool)
-    for _ in range(count):
-        direction = rng.normal(size=3)
-        direction /= np.linalg.norm(direction)
-        along = points @ direction
-        across = np.linalg.norm(points - along[..., None] * direction, axis=-1)
-        length = radius_vox * rng.uniform(1.5, 2.2)
-        start = 0.8 * radius_vox                 # tapers from just inside the surface to the tip
-        width = rng.uniform(0.6, 1.2) * (1.0 - np.clip((along - start) / (length - start), 0, 1))
-        spikes |= (along > 0) & (along < length) & (across < width)
-    spike_fraction = spikes.reshape(grid, supersample, grid, supersample, grid, supersample).mean(axis=(1, 3, 5))
-    return np.maximum(fraction, spike_fraction.astype(np.float32))
+    @property
+    def label(self) -> np.ndarray:
+        return self.target >= 0.5
 
 
 def thick_slice(volume: np.ndarray, axis: int, thickness_vox: float, phase: float = 0.0) -> np.ndarray:
-    """Simulate a thick-slice acquisition along ``axis``: average over a box slice profile of
-    ``thickness_vox`` crop voxels, sample one slice per thickness, then linear interpolation back onto the
-    crop grid (what reading a thick-slice series and resampling it does)."""
+    """A thick-slice acquisition along ``axis``: average over a box slice profile of ``thickness_vox`` crop
+    voxels, one sample per slice, then linear interpolation back onto the crop grid."""
     if thickness_vox <= 1.0:
         return volume
     profiled = ndimage.uniform_filter1d(volume, size=max(int(round(thickness_vox)), 1), axis=axis, mode="nearest")
@@ -145,7 +61,7 @@ def thick_slice(volume: np.ndarray, axis: int, thickness_vox: float, phase: floa
     sampled = np.take(profiled, np.round(centres).astype(int).clip(0, n - 1), axis=axis)
     positions = np.clip(np.arange(n), centres[0], centres[-1])
     upper = np.searchsorted(centres, positions, side="left").clip(1, len(centres) - 1)
-    weight = (positions - centres[upper - 1]) / (centres[upper] - centres[upper - 1])
+    weight = ((positions - centres[upper - 1]) / (centres[upper] - centres[upper - 1])).astype(np.float32)
     shape = [1, 1, 1]
     shape[axis] = n
     weight = weight.reshape(shape)
@@ -153,119 +69,189 @@ def thick_slice(volume: np.ndarray, axis: int, thickness_vox: float, phase: floa
             ).astype(np.float32)
 
 
-def boundary_point(crop: np.ndarray, rng: np.random.Generator, margin: int) -> np.ndarray:
-    """A voxel (k, j, i) of the crop on a strong tissue boundary (top 3 % gradient magnitude) in its central part."""
-    edges = ndimage.gaussian_gradient_magnitude(crop.astype(np.float32), 1.5)
-    inner = edges[margin:-margin, margin:-margin, margin:-margin]
-    strongest = np.argwhere(inner >= np.percentile(inner, 97))
-    return strongest[rng.integers(len(strongest))] + margin
+def _choose_box(diameter_mm: float, rng: np.random.Generator) -> tuple[str, float]:
+    """('cube' | 'default' | 'corners', crop edge mm)."""
+    draw = rng.random()
+    if draw < 0.15 and diameter_mm < 42.0:
+        return "default", DEFAULT_BOX_MM
+    if draw < 0.65:
+        return "cube", float(np.clip(diameter_mm * rng.uniform(1.2, 2.0) + rng.uniform(0.0, 15.0), 10.0, 220.0))
+    return "corners", float(np.clip(diameter_mm * rng.uniform(1.25, 1.9), 8.0, 220.0))
 
 
-@dataclass
-class SyntheticCase:
-    """One training pair plus what was drawn (for tests and statistics)."""
+def _lesion_level_set(points, grid: int, centre, radius_vox: float, rng, info: dict) -> np.ndarray:
+    radii = radius_vox * rng.uniform(0.6, 1.35, size=3).astype(np.float32)
+    lobulation = float(rng.uniform(0.0, 0.35))
+    noise = smooth_noise(grid, max(radius_vox / 2.0, 2.0), rng) if lobulation > 0.02 else None
+    level = ellipsoid_level_set(points, centre, radii, random_rotation(rng), lobulation, noise)
+    info.update(lobulation=lobulation, satellites=0, multifocal=0, spicules=0)
+    if radius_vox > 3.0 and rng.random() < 0.3:          # satellite lobes overlapping the main body
+        for _ in range(int(rng.integers(1, 4))):
+            direction = rng.normal(size=3)
+            where = centre + direction / np.linalg.norm(direction) * radius_vox * rng.uniform(0.6, 1.0)
+            level = np.minimum(level, ellipsoid_level_set(points, where, radii * rng.uniform(0.35, 0.7, size=3),
+                                                          random_rotation(rng)))
+            info["satellites"] += 1
+    if radius_vox > 3.0 and rng.random() < 0.08:         # multifocal: separate parts, all labelled
+        for _ in range(int(rng.integers(1, 3))):
+            direction = rng.normal(size=3)
+            part_radius = radius_vox * rng.uniform(0.25, 0.5)
+            where = centre + direction / np.linalg.norm(direction) * (radius_vox * 1.1 + part_radius
+                                                                      + rng.uniform(1.0, 4.0))
+            level = np.minimum(level, ellipsoid_level_set(points, where, np.full(3, part_radius, np.float32)
+                                                          * rng.uniform(0.7, 1.3, size=3), random_rotation(rng)))
+            info["multifocal"] += 1
+    if radius_vox > 2.0 and rng.random() < 0.15:         # spicules tapering to a tip
+        for _ in range(int(rng.integers(4, 12))):
+            direction = rng.normal(size=3).astype(np.float32)
+            direction /= np.linalg.norm(direction)
+            level = np.minimum(level, tube_level_set(points, centre, direction, radius_vox * rng.uniform(1.4, 2.2),
+                                                     rng.uniform(0.6, 1.3), 0.0))
+            info["spicules"] += 1
+    return level
 
-    x: np.ndarray            # float32 [2, grid, grid, grid]: normalised image, seed Gaussian
-    y: np.ndarray            # float32 [grid, grid, grid]: lesion label (fraction >= 0.5)
-    info: dict
+
+def _compartment(crop: np.ndarray, centre: np.ndarray, ct: bool) -> Optional[np.ndarray]:
+    """Level set (voxels) of the compartment around the lesion centre: CT lung, or (MR) the inside of the
+    body/head; None when the centre is not in such a compartment."""
+    smooth = ndimage.gaussian_filter(crop, 1.0)
+    at = tuple(np.clip(np.round(centre).astype(int), 0, crop.shape[0] - 1))
+    if ct:
+        if smooth[at] > -400:
+            return None
+        inside = ndimage.binary_closing(smooth < -350, iterations=2)
+    else:
+        inside = ndimage.binary_fill_holes(smooth > np.percentile(smooth, 15))
+    components, _ = ndimage.label(inside)
+    if components[at] == 0:
+        return None
+    inside = components == components[at]
+    return (ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)).astype(np.float32)
 
 
-def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int = 48,
-              attached: Optional[bool] = None, ct_normalisation: str = "piecewise") -> SyntheticCase:
-    """One synthetic lesion in a random background crop (see the module docstring for what is drawn).
-
-    ``attached`` forces (True) or forbids (False) centring the lesion on a tissue boundary; None draws it
-    (40 %). The seed is the crop centre; the lesion centre is offset from it by up to 35 % of its radius.
-    """
-    background = backgrounds[rng.integers(len(backgrounds))]
-    lesion_diameter_mm = float(np.exp(rng.uniform(np.log(4.0), np.log(80.0))))
-    box_mm = float(np.clip(lesion_diameter_mm * rng.uniform(1.3, 3.0), 20.0, 160.0))
-    spacing = box_mm / grid
-    centre = background.candidates_kji[rng.integers(len(background.candidates_kji))]
-    crop = _background_crop(background, centre, box_mm, grid)
-    radius_vox = lesion_diameter_mm / 2.0 / spacing
-    radii = radius_vox * rng.uniform(0.65, 1.3, size=3)
-    attached = bool(rng.random() < 0.4) if attached is None else attached
-    image = background.image
-    centre_lps = image.index_to_lps(centre[::-1].astype(float))
-    if attached:   # re-centre the crop on a strong tissue edge (pleura, bone, vessel, brain surface) nearby
-        search_mm = max(3.0 * box_mm, 150.0)
-        search = _background_crop(background, centre.astype(float), search_mm, grid)
-        edge_vox = boundary_point(search, rng, grid // 4)
-        centre_lps = centre_lps + np.asarray(image.direction_lps) @ ((edge_vox[::-1] - (grid - 1) / 2.0)
-                                                                      * search_mm / grid)
-        crop = _background_crop(background, image.lps_to_index(centre_lps)[::-1], box_mm, grid)
-    seed_offset = np.clip(rng.normal(size=3) * 0.2, -0.35, 0.35) * radius_vox
-    centre_vox = np.full(3, (grid - 1) / 2.0) + seed_offset
-    fraction, radius_field = lesion_fraction(grid, centre_vox, radii, rng, lobulation=rng.uniform(0.0, 0.35))
-    blobs = int(rng.integers(1, 5)) if (rng.random() < 0.3 and radius_vox > 4.0) else 0
-    for _ in range(blobs):   # multi-lobed: satellite blobs overlapping the main body
-        direction = rng.normal(size=3)
-        blob_centre = centre_vox + direction / np.linalg.norm(direction) * radius_vox * rng.uniform(0.6, 1.0)
-        blob_fraction, blob_field = lesion_fraction(grid, blob_centre, radii * rng.uniform(0.4, 0.7, size=3), rng,
-                                                    lobulation=rng.uniform(0.0, 0.3))
-        fraction, radius_field = np.maximum(fraction, blob_fraction), np.minimum(radius_field, blob_field)
-    spiculated = bool(rng.random() < 0.2 and radius_vox > 2.0)
-    if spiculated:
-        fraction = add_spicules(fraction, centre_vox, float(radii.mean()), rng, int(rng.integers(4, 12)))
-    slice_thickness_mm = float(rng.uniform(1.0, 7.0)) if rng.random() < 0.6 else 0.0
-    slice_axis = 0 if rng.random() < 0.8 else int(rng.integers(1, 3))
-    label = fraction >= 0.5
-    if label.sum() < 4:
-        return make_case(backgrounds, rng, grid, attached, ct_normalisation)
-    components, count = ndimage.label(label)
-    if count > 1:   # one lesion: keep the component nearest the lesion centre (with its partial-volume rim)
-        centres = np.asarray(ndimage.center_of_mass(label, components, range(1, count + 1)))
-        keep = components == 1 + int(np.argmin(np.linalg.norm(centres - centre_vox, axis=1)))
-        fraction = fraction * ndimage.binary_dilation(keep, iterations=1)
-        label = fraction >= 0.5
+def _appearance(crop, label, radius_vox, level, ct: bool, rng, info: dict):
     local = crop[ndimage.binary_dilation(label, iterations=3) & ~label]
     local_level = float(np.median(local)) if local.size else float(np.median(crop))
-    tissue_spread = float(np.percentile(crop, 90) - np.percentile(crop, 10)) + 1e-3
+    spread = float(np.percentile(crop, 90) - np.percentile(crop, 10)) + 1e-3
     noise_sd = float(np.std(crop - ndimage.gaussian_filter(crop, 1.0)))
-    pattern = "solid"
-    if background.ct:
-        if local_level < -400:   # lung: soft-tissue nodule
-            lesion_level = rng.uniform(-80.0, 80.0)
-        else:                    # solid organ / soft tissue: hypo- or hyper-dense
-            lesion_level = local_level + rng.choice([-1.0, 1.0]) * rng.uniform(25.0, 120.0)
+    if ct:
+        if local_level < -400:
+            lesion_level = rng.uniform(-650.0, -300.0) if rng.random() < 0.1 else rng.uniform(-60.0, 80.0)
+        else:
+            lesion_level = local_level + rng.choice([-1.0, 1.0]) * rng.uniform(15.0, 120.0)
     else:
-        lesion_level = local_level + rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.0) * tissue_spread
-    appearance = np.full(crop.shape, lesion_level, dtype=np.float32)
-    if rng.random() < (0.3 if background.ct else 0.45):      # necrotic core with an (enhancing) rim
-        pattern = "rim"
-        core = radius_field < rng.uniform(0.4, 0.8)
-        if background.ct:
+        lesion_level = local_level + rng.choice([-1.0, 1.0], p=[0.3, 0.7]) * rng.uniform(0.35, 1.0) * spread
+    appearance = np.full(crop.shape, lesion_level, np.float32)
+    info["pattern"] = "solid"
+    if rng.random() < (0.25 if ct else 0.45) and radius_vox > 3:     # necrotic core, (enhancing) rim
+        info["pattern"] = "rim"
+        core = level < -rng.uniform(1.0, 0.55 * radius_vox)
+        if ct:
             appearance[core] = lesion_level - rng.uniform(20.0, 60.0)
-        else:   # MR: bright enhancing rim, dark necrotic core
-            rim_level = local_level + rng.uniform(0.5, 1.3) * tissue_spread
-            appearance[:] = rim_level
-            appearance[core] = local_level - rng.uniform(0.1, 0.7) * tissue_spread
-    texture = ndimage.gaussian_filter(rng.normal(size=crop.shape), 1.0) * rng.uniform(0.0, 0.15) * (abs(lesion_level) + 30.0)
-    if rng.random() < 0.4:   # heterogeneous: patches (a third of the radius) partly fading towards the background
-        patches = ndimage.gaussian_filter(rng.normal(size=crop.shape), max(radius_vox / 3.0, 1.0))
-        patches /= patches.std() + 1e-6
-        texture = texture + np.clip(patches, -2, 2) * rng.uniform(0.1, 0.3) * (appearance - local_level)
-    appearance = appearance + texture + rng.normal(size=crop.shape) * noise_sd * rng.uniform(0.5, 1.2)
-    background_part = crop
-    if not background.ct and rng.random() < 0.3:   # MR: peritumoural oedema halo (not part of the lesion)
-        halo = np.clip(1.0 - (radius_field - 1.0) / rng.uniform(0.3, 1.0), 0.0, 1.0) * (radius_field >= 1.0)
-        background_part = crop + halo * rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.4) * tissue_spread
-    composite = background_part * (1.0 - fraction) + appearance * fraction
-    if slice_thickness_mm > spacing:
-        composite = thick_slice(composite, slice_axis, slice_thickness_mm / spacing, rng.uniform(0.0, 1.0))
+        else:
+            appearance[:] = local_level + rng.uniform(0.4, 1.2) * spread
+            appearance[core] = local_level - rng.uniform(0.0, 0.6) * spread
+    texture = smooth_noise(crop.shape[0], 1.5, rng) * rng.uniform(0.0, 0.15) * (abs(lesion_level - local_level) + 20.0)
+    if rng.random() < 0.4:
+        texture += np.clip(smooth_noise(crop.shape[0], max(radius_vox / 3.0, 1.5), rng), -2, 2) \
+            * rng.uniform(0.1, 0.35) * (appearance - local_level)
+    appearance += texture + rng.normal(size=crop.shape).astype(np.float32) * noise_sd * rng.uniform(0.6, 1.1)
+    return appearance, lesion_level, local_level, spread
+
+
+def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int = GRID,
+              ct_normalisation: str = "piecewise", attached: Optional[bool] = None) -> SyntheticCase:
+    """One synthetic lesion with its prompt channels (see the module docstring for what is drawn)."""
+    background = backgrounds[rng.integers(len(backgrounds))]
+    diameter_mm = float(np.exp(rng.uniform(np.log(3.5), np.log(100.0))))
+    box_kind, edge_mm = _choose_box(diameter_mm, rng)
+    spacing = edge_mm / grid
+    in_lung = background.ct and len(background.lung_kji) > 0 and rng.random() < 0.4
+    pool = background.lung_kji if in_lung else background.tissue_kji
+    centre_index = pool[rng.integers(len(pool))].astype(float)
+    attached = bool(rng.random() < 0.4) if attached is None else attached
+    if attached:
+        centre_index = edge_centre_near(background, centre_index, edge_mm, grid, rng)
+    crop = background_crop(background, centre_index, edge_mm, grid)
+    info = {"background": background.name, "diameter_mm": diameter_mm, "box": box_kind, "edge_mm": edge_mm,
+            "attached": attached, "in_lung": bool(in_lung),
+            "crop_centre_lps": background.image.index_to_lps(np.asarray(centre_index, float)[::-1])}
+
+    points = grid_points(grid)
+    radius_vox = diameter_mm / 2.0 / spacing
+    middle = np.full(3, (grid - 1) / 2.0, np.float32)
+    offset = np.clip(rng.normal(size=3) * 0.2, -0.35, 0.35) * radius_vox if box_kind != "corners" \
+        else rng.normal(size=3) * 0.05 * radius_vox
+    centre = (middle + offset).astype(np.float32)
+    level = _lesion_level_set(points, grid, centre, radius_vox, rng, info)
+    compartment = _compartment(crop, centre, background.ct) if rng.random() < (0.85 if attached else 0.5) else None
+    if compartment is not None:
+        level = np.maximum(level, compartment)
+    info["confined"] = compartment is not None
+    fraction = occupancy(level)
+    label = fraction >= 0.5
+    if label.sum() < 6:
+        return make_case(backgrounds, rng, grid, ct_normalisation, attached)
+    if not info["multifocal"]:
+        keep = keep_component_near(label, centre)
+        fraction = fraction * ndimage.binary_dilation(keep, iterations=1)
+        label = fraction >= 0.5
+
+    appearance, lesion_level, local_level, spread = _appearance(crop, label, radius_vox, level, background.ct, rng, info)
+    overlay = fraction.copy()
+    vessel_fraction = np.zeros_like(fraction)
+    info["vessels"] = 0
+    if rng.random() < 0.3:            # unlabelled vessels with the lesion's intensity, touching or crossing it
+        for _ in range(int(rng.integers(1, 4))):
+            direction = rng.normal(size=3).astype(np.float32)
+            direction /= np.linalg.norm(direction)
+            side = rng.normal(size=3).astype(np.float32)
+            side -= side @ direction * direction
+            side /= np.linalg.norm(side) + 1e-6
+            through = centre + side * radius_vox * rng.uniform(0.5, 1.3)
+            radius = rng.uniform(0.4, 2.0) / spacing
+            tube = tube_level_set(points, through - direction * grid, direction, 2.0 * grid, radius, radius)
+            vessel_fraction = np.maximum(vessel_fraction, occupancy(tube))
+            info["vessels"] += 1
+        vessel_fraction *= 1.0 - fraction
+        overlay = overlay + vessel_fraction
+    vessel_level = lesion_level * rng.uniform(0.85, 1.15) if background.ct else lesion_level
+    difference = fraction * (appearance - crop) + vessel_fraction * (vessel_level - crop)
+    if not background.ct and rng.random() < 0.3:   # oedema halo outside the label
+        halo = np.clip(1.0 - np.maximum(level, 0) / (radius_vox * rng.uniform(0.3, 1.0)), 0, 1) * (level > 0)
+        difference += halo * rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.35) * spread
+    # the scan's own resolution: in-plane box blur and a thick-slice profile on the rendered lesion
+    native = background.native_spacing_mm
+    in_plane_mm = max(float(native[:2].min()), rng.uniform(0.5, 1.2))
+    slice_mm = float(rng.uniform(1.0, min(7.0, max(1.2 * diameter_mm, 1.5)))) if rng.random() < 0.6 else in_plane_mm
+    slice_axis = 0 if rng.random() < 0.85 else int(rng.integers(1, 3))
+    blur = [in_plane_mm / spacing] * 3
+    blur[slice_axis] = 1.0
+    size = [max(int(round(b)), 1) for b in blur]
+    if max(size) > 1:
+        difference = ndimage.uniform_filter(difference, size=size, mode="nearest")
+    difference = thick_slice(difference, slice_axis, slice_mm / spacing, rng.uniform(0.0, 1.0))
+    composite = crop + difference
+    if not background.ct and rng.random() < 0.5:   # MR bias field
+        composite = composite * np.exp(0.15 * smooth_noise(grid, grid / 1.5, rng))
     image_channel = normalise_crop(composite, background.ct, ct_normalisation)
-    if rng.random() < 0.5:       # contrast augmentation
-        image_channel = np.clip(image_channel * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1), -0.5, 1.5)
-    info = {"background": background.name, "box_mm": box_mm, "diameter_mm": lesion_diameter_mm,
-            "attached": attached, "spiculated": spiculated, "blobs": blobs, "pattern": pattern,
-            "slice_thickness_mm": slice_thickness_mm, "seed_offset_vox": seed_offset, "centre_vox": centre_vox,
-            "crop_centre_lps": centre_lps}
-    return SyntheticCase(np.stack([image_channel.astype(np.float32), seed_channel(grid)]), label.astype(np.float32), info)
+    if rng.random() < 0.5:
+        image_channel = np.clip(image_channel * rng.uniform(0.85, 1.15) + rng.uniform(-0.08, 0.08), -0.5, 1.5)
+    info.update(slice_mm=slice_mm, in_plane_mm=in_plane_mm, slice_axis=slice_axis, lesion_level=lesion_level,
+                local_level=local_level)
 
-
-def make_sample(backgrounds: list[Background], rng: np.random.Generator, grid: int = 48,
-                ct_normalisation: str = "piecewise") -> tuple[np.ndarray, np.ndarray]:
-    """One training pair: input ``[2, grid, grid, grid]`` (normalised image, seed Gaussian) and label ``[grid]*3``."""
-    case = make_case(backgrounds, rng, grid, ct_normalisation=ct_normalisation)
-    return case.x, case.y
+    seed = middle.copy()
+    box_low = box_high = None
+    include = [seed]
+    if box_kind == "corners":
+        where = np.argwhere(label)
+        low, high = where.min(axis=0).astype(float), where.max(axis=0).astype(float)
+        extent = high - low + 1
+        box_low = np.clip(low - extent * rng.uniform(0.0, 0.3, 3) - rng.uniform(0, 3, 3), 0, grid - 1)
+        box_high = np.clip(high + extent * rng.uniform(0.0, 0.3, 3) + rng.uniform(0, 3, 3), 0, grid - 1)
+        inside = np.argwhere(ndimage.binary_erosion(label, iterations=1) if label.sum() > 30 else label)
+        near_centre = inside[np.argsort(np.linalg.norm(inside - centre, axis=1))[: max(len(inside) // 4, 1)]]
+        include = [near_centre[rng.integers(len(near_centre))].astype(float)] if rng.random() < 0.8 else []
+    info["seed_kji"] = include[0] if include else None
+    x = stack_channels(image_channel, include, [], box_low, box_high)
+    return SyntheticCase(x, np.clip(fraction, 0, 1).astype(np.float32), info)

@@ -1,48 +1,44 @@
-"""``radai train lesion-roi``: train the promptable lesion model on synthetic lesions (CPU, seeded).
+"""``radai train lesion-roi``: train the interactive lesion model on synthetic lesions (CPU, resumable).
 
-A small MONAI 3D U-Net (2 input channels: image crop + seed Gaussian; 1 output
-logit) on ``48³`` crops, Dice + BCE loss, Adam with cosine decay, samples made on
-the fly by :mod:`.synthetic` in a DataLoader worker. The checkpoint kept is the
-best on held-aside synthetic validation cases (never on real cases). Writes
-``card.json`` and ``model.pt`` (a state dict) atomically into the output folder.
+Network: MONAI 3D U-Net, 5 input channels (:data:`.prompts.CHANNELS`: image, include points, exclude
+points, box, previous outline), 1 output logit, on ``64³`` crops. Loss: soft Dice + BCE against the lesion's
+occupancy (a soft target, so that p = 0.5 sits on the boundary). bf16 autocast with channels-last tensors
+on CPUs that have bf16 matrix units, fp32 elsewhere.
+
+The simulated reader (:mod:`.interaction`) trains the model to use clicks: for most batches the model first
+predicts from the initial prompt, then 1–3 clicks are placed in the largest error region of its own
+prediction (include where it missed lesion, exclude where it over-segmented) with its prediction as the
+``previous`` channel, and the loss is taken after the last click. Some batches start instead from a degraded
+reference outline (a reader's rough outline to refine).
+
+Training is resumable: the full state (network, optimiser, step, best checkpoint, random streams) is saved
+atomically to ``<out>/training/state.pt`` every few minutes and at the end of a sitting; ``--resume``
+continues the same cosine schedule over ``--steps``. The checkpoint kept in ``model.pt`` is the best on
+held-aside synthetic validation cases (never on real cases).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 
-from ..atomic import atomic_path, write_text_atomic
-from .preprocess import CT_WINDOW_HU, DEFAULT_BOX_MM, DEFAULT_GRID, SEED_SIGMA_VOXELS
-
-CT_NORMALISATION = "piecewise"   # lesion.preprocess.normalise_crop scheme the synthetic data are made with
+from ..atomic import atomic_path
+from .interaction import next_click
+from .prompts import GRID, point_channel
 
 NETWORK = {"name": "monai.networks.nets.UNet",
-           "parameters": {"spatial_dims": 3, "in_channels": 2, "out_channels": 1, "channels": [16, 32, 64, 128],
-                          "strides": [2, 2, 2], "num_res_units": 1}}
-
-
-class SyntheticStream(torch.utils.data.IterableDataset):
-    def __init__(self, shared_data: Path, seed: int, grid: int) -> None:
-        self.shared_data, self.seed, self.grid = Path(shared_data), seed, grid
-
-    def __iter__(self):
-        from .synthetic import load_backgrounds, make_sample
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, info.id if info else 0])
-        backgrounds = load_backgrounds(self.shared_data)
-        while True:
-            x, y = make_sample(backgrounds, rng, self.grid)
-            if rng.random() < 0.5:     # flips keep the crop's physical meaning (isotropic cube)
-                axis = int(rng.integers(1, 4))
-                x, y = np.flip(x, axis).copy(), np.flip(y, axis - 1).copy()
-            yield torch.from_numpy(x), torch.from_numpy(y[None])
+           "parameters": {"spatial_dims": 3, "in_channels": 5, "out_channels": 1,
+                          "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 1}}
+CLICK_ROUNDS_PROBABILITY = (0.35, 0.2, 0.2, 0.25)     # P(0, 1, 2, 3 simulated clicks) per batch
+REFINE_PROBABILITY = 0.1                               # batches that start from a degraded reference outline
+VALIDATION_CASES = 48
+PEAK_LEARNING_RATE = 2e-3
+WARMUP_STEPS = 300
 
 
 def build_network() -> torch.nn.Module:
@@ -50,100 +46,206 @@ def build_network() -> torch.nn.Module:
     return UNet(**NETWORK["parameters"])
 
 
+def bf16_available() -> bool:
+    """bf16 autocast pays off on CPUs with bf16 instructions (AMX / AVX-512 BF16); fp32 elsewhere."""
+    from ..device import resolve_cpu_precision
+    return resolve_cpu_precision("auto") == "bf16"
+
+
+class SyntheticStream(torch.utils.data.IterableDataset):
+    """Endless synthetic cases (input, soft target), randomly flipped along each axis."""
+
+    def __init__(self, seed: int, sitting: int, grid: int, extra_backgrounds: Sequence[Path]) -> None:
+        self.seed, self.sitting, self.grid, self.extra = seed, sitting, grid, list(extra_backgrounds)
+
+    def __iter__(self):
+        from .backgrounds import load_backgrounds
+        from .synthetic import make_case
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.sitting, info.id if info else 0])
+        backgrounds = load_backgrounds(self.extra)
+        while True:
+            case = make_case(backgrounds, rng, self.grid)
+            x, target = case.x, case.target
+            for axis in range(3):
+                if rng.random() < 0.5:
+                    x, target = np.flip(x, axis + 1), np.flip(target, axis)
+            yield torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(target)[None])
+
+
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
     probability = torch.sigmoid(logits)
-    intersection = (probability * target).sum(dim=(1, 2, 3, 4))
-    dice = 1.0 - (2.0 * intersection + 1.0) / (probability.sum(dim=(1, 2, 3, 4)) + target.sum(dim=(1, 2, 3, 4)) + 1.0)
+    dims = (1, 2, 3, 4)
+    intersection = (probability * target).sum(dim=dims)
+    dice = 1.0 - (2.0 * intersection + 1.0) / (probability.sum(dim=dims) + target.sum(dim=dims) + 1.0)
     return dice.mean() + torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
-def validation_dice(network: torch.nn.Module, cases: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def predict_logits(network: torch.nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return network(x.contiguous(memory_format=torch.channels_last_3d)).float()
+
+
+def degrade_outline(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rough reader's outline of ``reference``: dilated or eroded by 1–3 voxels and shifted by up to 2."""
+    iterations = int(rng.integers(1, 4))
+    outline = ndimage.binary_dilation(reference, iterations=iterations) if rng.random() < 0.5 else \
+        ndimage.binary_erosion(reference, iterations=iterations)
+    if not outline.any():
+        outline = reference
+    return np.roll(outline, tuple(int(v) for v in rng.integers(-2, 3, 3)), axis=(0, 1, 2))
+
+
+def simulate_reader(network: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, rounds: int, bf16: bool,
+                    rng: np.random.Generator) -> torch.Tensor:
+    """Input after ``rounds`` simulated clicks on the model's own predictions (channels 1, 2 and 4 updated)."""
+    x = x.clone()
+    reference = (target[:, 0] >= 0.5).numpy()
+    grid = x.shape[-1]
+    if rng.random() < REFINE_PROBABILITY:
+        for b in range(len(x)):
+            x[b, 4] = torch.from_numpy(degrade_outline(reference[b], rng).astype(np.float32))
+    for _ in range(rounds):
+        with torch.no_grad():
+            prediction = torch.cat([predict_logits(network, x[i:i + 8], bf16) > 0
+                                    for i in range(0, len(x), 8)]).numpy()[:, 0]
+        for b in range(len(x)):
+            click = next_click(prediction[b], reference[b])
+            x[b, 4] = torch.from_numpy(prediction[b].astype(np.float32))
+            if click is None:
+                continue
+            channel = 1 if click.include else 2
+            x[b, channel] = torch.maximum(x[b, channel], torch.from_numpy(point_channel([click.index_kji], grid)))
+    return x
+
+
+def validation_cases(seed: int, grid: int, extra_backgrounds: Sequence[Path], count: int = VALIDATION_CASES) -> list:
+    from .backgrounds import load_backgrounds
+    from .synthetic import make_case
+    rng = np.random.default_rng([10_000, seed])
+    backgrounds = load_backgrounds(extra_backgrounds)
+    return [make_case(backgrounds, rng, grid) for _ in range(count)]
+
+
+def validate(network: torch.nn.Module, cases: list, bf16: bool) -> dict:
+    """Synthetic validation: Dice without clicks and after 3 simulated clicks, and the occupancy-volume error."""
     network.eval()
-    scores = []
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(np.stack([c.x for c in cases]))
+    target = torch.from_numpy(np.stack([c.target for c in cases])[:, None])
+    reference = target[:, 0].numpy() >= 0.5
+    scores = {}
     with torch.no_grad():
-        for x, y in cases:
-            prediction = (network(torch.from_numpy(x)[None]) > 0).numpy()[0, 0]
-            scores.append(2.0 * (prediction & (y > 0)).sum() / (prediction.sum() + (y > 0).sum() + 1e-6))
+        for rounds in (0, 3):
+            batch_x = simulate_reader(network, x, target, rounds, bf16, rng) if rounds else x
+            probability = torch.sigmoid(torch.cat([predict_logits(network, batch_x[i:i + 8], bf16)
+                                                   for i in range(0, len(batch_x), 8)])).numpy()[:, 0]
+            prediction = probability >= 0.5
+            dice = 2 * (prediction & reference).sum(axis=(1, 2, 3)) / (prediction.sum(axis=(1, 2, 3))
+                                                                       + reference.sum(axis=(1, 2, 3)) + 1e-6)
+            scores[f"dice_{rounds}_clicks"] = float(dice.mean())
+            if rounds == 0:
+                volume_error = probability.sum(axis=(1, 2, 3)) / target.numpy().sum(axis=(1, 2, 3, 4)) - 1
+                scores["soft_volume_error_median_abs"] = float(np.median(np.abs(volume_error)))
     network.train()
-    return float(np.mean(scores))
+    scores["score"] = (scores["dice_0_clicks"] + scores["dice_3_clicks"]) / 2.0
+    return scores
 
 
-def write_model(network: torch.nn.Module, out_dir: Path, metrics: dict, provenance: str) -> Path:
-    """``model.pt`` (state dict) + ``card.json`` with its SHA-256, both written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(network.state_dict(), tmp)
-    sha = hashlib.sha256((out_dir / "model.pt").read_bytes()).hexdigest()
-    card = {
-        "id": "lesion-roi", "title": "Promptable lesion segmentation (seed point + box), CT and MR", "version": "1.1.0",
-        "task": "promptable-lesion", "modality": ["CT", "MR"],
-        "labels": [{"label": 1, "name": "Lesion", "color_rgb": [0.95, 0.35, 0.2],
-                    "category": {"value": "49755003", "scheme": "SCT", "meaning": "Morphologically Altered Structure"},
-                    "type": {"value": "108369006", "scheme": "SCT", "meaning": "Neoplasm"}}],
-        "input": {"channels": 2, "patch_size": [DEFAULT_GRID] * 3,
-                  "normalisation": {"kind": "ct_window", "a_min": CT_WINDOW_HU[0], "a_max": CT_WINDOW_HU[1]},
-                  "normalisation_ct": "piecewise linear: -1000 HU -> 0, -200 -> 0.3, 300 -> 1, clipped (lesion.preprocess)",
-                  "normalisation_mr": "1st-99th percentile of the crop -> 0..1",
-                  "prompt": {"grid": DEFAULT_GRID, "default_box_mm": DEFAULT_BOX_MM,
-                             "seed_sigma_voxels": SEED_SIGMA_VOXELS, "ct_normalisation": CT_NORMALISATION}},
-        "network": {"format": "state_dict", **NETWORK},
-        "weights": {"file": "model.pt", "sha256": sha},
-        "licence": "Apache-2.0 (RadAI); trained only on synthetic lesions in Apache-2.0 / Debian-packaged backgrounds",
-        "provenance": provenance, "metrics": metrics,
-        "saliency": {"method": "gradcampp",
-                     "note": "Grad-CAM++ at the bottleneck: on the evaluation tumours it puts more of the map near the "
-                             "lesion than plain Grad-CAM for this network (docs/lesion-model.md)"},
-    }
-    write_text_atomic(out_dir / "card.json", json.dumps(card, indent=2))
-    return out_dir
+def learning_rate(step: int, total_steps: int) -> float:
+    if step < WARMUP_STEPS:
+        return PEAK_LEARNING_RATE * (step + 1) / WARMUP_STEPS
+    progress = min((step - WARMUP_STEPS) / max(total_steps - WARMUP_STEPS, 1), 1.0)
+    return PEAK_LEARNING_RATE * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def train(shared_data: Path, out_dir: Path, minutes: float = 25.0, seed: int = 0, threads: int = 1,
-          batch_size: int = 4, grid: int = DEFAULT_GRID, validate_every: int = 100,
-          log: Callable[[str], None] = print, max_steps: Optional[int] = None) -> dict:
-    """Train until ``minutes`` (or ``max_steps``) elapse; keeps the best validation checkpoint."""
-    from .synthetic import load_backgrounds, make_sample
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed: int = 0, threads: int = 1,
+          batch_size: int = 4, grid: int = GRID, resume: bool = False, validate_every: int = 500,
+          checkpoint_minutes: float = 10.0, extra_backgrounds: Sequence[Path] = (),
+          log: Callable[[str], None] = print, max_steps: Optional[int] = None,
+          validation_count: int = VALIDATION_CASES) -> dict:
+    """One sitting of training (until ``minutes`` pass, ``total_steps`` are done, or ``max_steps`` more steps);
+    writes ``model.pt`` + ``card.json`` (best checkpoint so far) and the resumable state. Returns the metrics."""
+    from .card import write_model
+    out_dir = Path(out_dir)
+    state_path = out_dir / "training" / "state.pt"
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    network = build_network()
-    backgrounds = load_backgrounds(shared_data)
-    validation_rng = np.random.default_rng(10_000 + seed)
-    validation = [make_sample(backgrounds, validation_rng, grid) for _ in range(24)]
-    loader = torch.utils.data.DataLoader(SyntheticStream(shared_data, seed, grid), batch_size=batch_size,
-                                         num_workers=1, persistent_workers=True)
-    optimiser = torch.optim.Adam(network.parameters(), lr=2e-3)
-    started = time.monotonic()
-    budget = minutes * 60.0
-    best = {"validation_dice": -1.0, "step": 0}
-    best_state = None
-    step = 0
-    for x, y in loader:
-        elapsed = time.monotonic() - started
-        if elapsed > budget or (max_steps is not None and step >= max_steps):
+    bf16 = bf16_available()
+    network = build_network().to(memory_format=torch.channels_last_3d)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=PEAK_LEARNING_RATE, weight_decay=1e-5)
+    state = {"step": 0, "sittings": 0, "minutes": 0.0, "best": {"score": -1.0}, "best_network": None, "history": []}
+    if resume:
+        if not state_path.exists():
+            from ..errors import InputError
+            raise InputError(f"No training state at {state_path} to resume; start without --resume.")
+        state = torch.load(state_path, weights_only=True)
+        network.load_state_dict(state.pop("network"))
+        optimiser.load_state_dict(state.pop("optimiser"))
+        log(f"resumed at step {state['step']} (best synthetic score {state['best']['score']:.3f})")
+    state["sittings"] += 1
+    rng = np.random.default_rng([seed, state["sittings"], 7])
+    validation = validation_cases(seed, grid, extra_backgrounds, validation_count)
+    loader = torch.utils.data.DataLoader(SyntheticStream(seed, state["sittings"], grid, extra_backgrounds),
+                                         batch_size=batch_size, num_workers=1, persistent_workers=True,
+                                         prefetch_factor=4)
+    started = last_checkpoint = time.monotonic()
+    first_step = state["step"]
+
+    def save(final: bool = False) -> None:
+        state["minutes"] += (time.monotonic() - save.mark) / 60.0
+        save.mark = time.monotonic()
+        _save_state(state_path, {**state, "network": network.state_dict(), "optimiser": optimiser.state_dict()})
+        if state["best_network"] is not None and (final or state.get("model_dirty")):
+            write_model(state["best_network"], out_dir, {**state["best"], "training_steps": state["step"],
+                                                         "training_minutes": round(state["minutes"], 1),
+                                                         "training_seed": seed, "sittings": state["sittings"],
+                                                         "bf16": bf16}, NETWORK)
+            state["model_dirty"] = False
+    save.mark = time.monotonic()
+
+    network.train()
+    for x, target in loader:
+        step = state["step"]
+        if (step >= total_steps or time.monotonic() - started > minutes * 60.0
+                or (max_steps is not None and step - first_step >= max_steps)):
             break
-        for group in optimiser.param_groups:   # cosine decay over the time budget
-            group["lr"] = 2e-3 * 0.5 * (1.0 + math.cos(math.pi * min(elapsed / budget, 1.0)))
-        loss = dice_bce_loss(network(x), y)
-        optimiser.zero_grad()
+        rounds = int(rng.choice(4, p=CLICK_ROUNDS_PROBABILITY))
+        if rounds or rng.random() < REFINE_PROBABILITY:
+            network.eval()
+            x = simulate_reader(network, x, target, rounds, bf16, rng)
+            network.train()
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, total_steps)
+        loss = dice_bce_loss(predict_logits(network, x, bf16), target)
+        optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
         optimiser.step()
-        step += 1
-        if step % validate_every == 0 or (max_steps is not None and step >= max_steps):
-            score = validation_dice(network, validation)
-            log(f"step {step} {elapsed / 60:.1f} min loss {loss.item():.3f} synthetic validation Dice {score:.3f}")
-            if score > best["validation_dice"]:
-                best = {"validation_dice": score, "step": step}
-                best_state = {k: v.clone() for k, v in network.state_dict().items()}
-    if best_state is None:
-        best = {"validation_dice": validation_dice(network, validation), "step": step}
-    else:
-        network.load_state_dict(best_state)
-    metrics = {"synthetic_validation_dice": best["validation_dice"], "checkpoint_step": best["step"],
-               "training_steps": step, "training_minutes": round((time.monotonic() - started) / 60.0, 1),
-               "training_seed": seed, "threads": threads}
-    provenance = ("Trained by `radai train lesion-roi` on synthetic lesions composited into the TotalSegmentator "
-                  "example CT and MR (Apache-2.0) and Colin27 T1 (Debian mricron-data); checkpoint chosen on "
-                  "held-aside synthetic cases. The PyRadiomics lung1/brain1/breast1 tumours were never used for "
-                  "training or checkpoint choice; they are evaluation cases (docs/lesion-model.md).")
-    write_model(network, out_dir, metrics, provenance)
-    return metrics
+        state["step"] = step + 1
+        if state["step"] % validate_every == 0 or state["step"] == total_steps:
+            scores = validate(network, validation, bf16)
+            scores["step"] = state["step"]
+            state["history"].append(scores)
+            log(f"step {state['step']} {(time.monotonic() - started) / 60:.1f} min loss {loss.item():.3f} "
+                + " ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "step"))
+            if scores["score"] > state["best"]["score"]:
+                state["best"] = {**scores}
+                state["best_network"] = {k: v.detach().clone() for k, v in network.state_dict().items()}
+                state["model_dirty"] = True
+        if time.monotonic() - last_checkpoint > checkpoint_minutes * 60.0:
+            save()
+            last_checkpoint = time.monotonic()
+    if state["best_network"] is None:
+        scores = validate(network, validation, bf16)
+        state["best"] = {**scores, "step": state["step"]}
+        state["best_network"] = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    save(final=True)
+    return {**state["best"], "training_steps": state["step"], "training_minutes": round(state["minutes"], 1)}

@@ -163,8 +163,8 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
             else patch[::-1] * np.asarray(facts.spacing_mm or image.spacing_mm)
         spacing = size_mm / patch[::-1] if facts.promptable else (facts.spacing_mm or image.spacing_mm)
         use_lesion_crop = facts.promptable and facts.normalisation.get("kind") != "none"
-        ct_normalisation = prompt.get("ct_normalisation", "window")
-        grid, inputs = (_lesion_preprocessing(image, seed_ras, size_mm, patch, ct_normalisation) if use_lesion_crop
+        card_input = (card.get("input") or {}) if isinstance(card, dict) else {}
+        grid, inputs = (_lesion_preprocessing(image, seed_ras, size_mm, patch, card_input) if use_lesion_crop
                         else (None, None))
         if grid is None:
             grid = working_grid(image, seed_lps, size_mm, spacing)
@@ -236,10 +236,10 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     return SaliencyResult(saliency, metadata, labelmap)
 
 
-def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray,
-                          ct_normalisation: str = "window"):
-    """For promptable-lesion models: the lesion model's OWN crop -> fixed grid + seed channel
-    (:func:`RadAISegmentLib.lesion.preprocess.crop_around_seed`), so the map is computed on exactly
+def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray, card_input: dict):
+    """For promptable-lesion models: the lesion model's OWN crop -> fixed grid + prompt channels
+    (:func:`RadAISegmentLib.lesion.preprocess.build_crop` with the card's prompt settings: seed and box for
+    lesion-roi 2.x, seed Gaussian for 1.x), so the map is computed on exactly
     the model's input and pasted back through the same geometry. ``(None, None)`` when that module
     is unavailable or the box is not a cube (then the generic crop is used). Cards whose
     normalisation is ``{"kind": "none"}`` (pre-normalised inputs, tests) also use the generic crop."""
@@ -249,8 +249,12 @@ def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np
         return None, None
     if len(set(int(p) for p in patch)) != 1 or not np.allclose(size_mm, size_mm[0]):
         return None, None
-    crop = preprocess.crop_around_seed(image, seed_ras, float(size_mm[0]), grid=int(patch[0]),
-                                      ct_normalisation=ct_normalisation)
+    from ..lesion.prompts import LesionPrompt
+    settings = preprocess.PromptSettings.from_card(card_input)
+    settings = preprocess.PromptSettings(int(patch[0]), settings.channels, settings.default_box_mm,
+                                         settings.ct_normalisation)
+    crop = preprocess.build_crop(image, LesionPrompt(seed_ras=tuple(float(v) for v in seed_ras),
+                                                     box_mm=float(size_mm[0])), settings)
     grid = from_sitk(crop.reference)
     return grid.with_array(np.zeros(grid.array.shape, np.float32)), crop.tensor.astype(np.float32)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from RadAISegmentLib.errors import InputError
+from RadAISegmentLib.lesion.uncertainty import change_within_uncertainty, labelmap_volume_range
 from RadAISegmentLib.progress import CancelToken, ProgressCallback
 
 from ..measurements import measure_segments
@@ -34,6 +35,14 @@ class ComparisonResult:
     registrations: list[dict]
     target_ids: list[int]
     warnings: list[str] = field(default_factory=list)
+    target_volume_range_ml: list = field(default_factory=list)
+    volume_change_within_uncertainty: list = field(default_factory=list)
+
+    def uncertainty_note(self, index: int = -1) -> str:
+        """'within measurement uncertainty' when the target volume's change from baseline is smaller than the
+        two timepoints' combined volume range, else ''."""
+        flags = self.volume_change_within_uncertainty
+        return "within measurement uncertainty" if flags and flags[index] else ""
 
     def to_json(self) -> dict:
         return {"timepoints": self.timepoints, "lesions": self.lesions,
@@ -42,6 +51,9 @@ class ComparisonResult:
                 "recist_response": self.recist_by_timepoint[-1], "volumetric_response": self.volumetric_by_timepoint[-1],
                 "recist_by_timepoint": self.recist_by_timepoint, "volumetric_by_timepoint": self.volumetric_by_timepoint,
                 "nadir_sum_of_diameters_mm": min(self.sum_of_diameters_mm),
+                "target_volume_range_ml": self.target_volume_range_ml,
+                "volume_change_within_uncertainty": self.volume_change_within_uncertainty,
+                "volumetric_note": self.uncertainty_note() or None,
                 "registration": self.registrations, "warnings": self.warnings}
 
     def to_csv(self) -> str:
@@ -80,8 +92,10 @@ class ComparisonResult:
             vdt = lesion["doubling_time_days"]
             lines.append(f"Lesion {lesion['id']} ({lesion['status']}): {volumes} mL"
                          + (f", doubling time {vdt:.0f} days" if vdt else ""))
+        note = self.uncertainty_note()
         lines.append(f"Sum of diameters: {', '.join(f'{s:.1f}' for s in self.sum_of_diameters_mm)} mm; "
-                     f"RECIST 1.1: {self.recist_by_timepoint[-1]}; volumetric: {self.volumetric_by_timepoint[-1]}.")
+                     f"RECIST 1.1: {self.recist_by_timepoint[-1]}; volumetric: {self.volumetric_by_timepoint[-1]}"
+                     + (f" (target volume change {note})." if note else "."))
         return "\n".join(lines + [f"Warning: {w}" for w in self.warnings])
 
     def plot(self, png_path: str | os.PathLike) -> Path:
@@ -115,6 +129,11 @@ def compare_timepoints(timepoints: Sequence[Timepoint], transform: str = "rigid"
         if cancel is not None:
             cancel.raise_if_cancelled()
         measures.append({row["label"]: row for row in measure_segments(point.lesions)})
+        stated = point.lesions.metadata.get("volume_range_ml") or {}
+        for label, row in measures[-1].items():
+            row["volume_range_ml"] = (tuple(stated[label]) if label in stated else
+                                      labelmap_volume_range(point.lesions.array == label,
+                                                            point.lesions.spacing_mm)[1:])
         if progress:
             progress((index + 0.5) / len(ordered) / 2, f"measured {point.name or index}")
     tracks: list[Track] = []
@@ -140,15 +159,18 @@ def _assemble(ordered, measures, tracks, registrations, organs, warnings) -> Com
     n = len(ordered)
     lesions, long_axes_by_track = [], {}
     for track in tracks:
-        volumes, axes = [], []
+        volumes, axes, ranges = [], [], []
         for index in range(n):
             labels = track.members.get(index)
             if index < track.first_timepoint:
                 volumes.append(None)
                 axes.append(None)
+                ranges.append(None)
             else:
                 volumes.append(sum(measures[index][l]["volume_ml"] for l in labels or []))
                 axes.append(sum(measures[index][l]["recist_long_axis_mm"] for l in labels or []))
+                ranges.append([sum(measures[index][l]["volume_range_ml"][side] for l in labels or [])
+                               for side in (0, 1)])
         first = volumes[track.first_timepoint]
         changes = [None if v is None or not first else 100.0 * (v - first) / first for v in volumes]
         present = [i for i, v in enumerate(volumes) if v]
@@ -161,6 +183,10 @@ def _assemble(ordered, measures, tracks, registrations, organs, warnings) -> Com
             days = (ordered[present[-1]].date - ordered[present[0]].date).days
             growth = (volumes[present[-1]] - volumes[present[0]]) / days if days > 0 else None
         lesions.append({"id": track.id, "status": status_of(track, n), "volumes_ml": volumes,
+                        "volume_range_ml": ranges,
+                        "change_within_uncertainty": [None if r is None or ranges[track.first_timepoint] is None
+                                                      else change_within_uncertainty(ranges[track.first_timepoint], r)
+                                                      for r in ranges],
                         "volume_change_percent": changes, "recist_long_axis_mm": axes,
                         "doubling_time_days": vdt, "growth_rate_ml_per_day": growth,
                         "doubling_time_note": None if vdt else "undefined: lesion not growing, or dates missing",
@@ -172,6 +198,9 @@ def _assemble(ordered, measures, tracks, registrations, organs, warnings) -> Com
     by_id = {lesion["id"]: lesion for lesion in lesions}
     sums = [sum(by_id[t]["recist_long_axis_mm"][i] or 0.0 for t in targets) for i in range(n)]
     target_volumes = [sum(by_id[t]["volumes_ml"][i] or 0.0 for t in targets) for i in range(n)]
+    target_ranges = [[sum((by_id[t]["volume_range_ml"][i] or [0.0, 0.0])[side] for t in targets) for side in (0, 1)]
+                     for i in range(n)]
+    within = [change_within_uncertainty(target_ranges[0], target_ranges[i]) if targets else None for i in range(n)]
     totals = [sum(lesion["volumes_ml"][i] or 0.0 for lesion in lesions) for i in range(n)]
     if not targets:
         warnings.append("no measurable target lesion (long axis >= 10 mm) at baseline: RECIST is not evaluable")
@@ -185,4 +214,4 @@ def _assemble(ordered, measures, tracks, registrations, organs, warnings) -> Com
                "days_from_baseline": (p.date - base_date).days if p.date and base_date else None}
               for i, p in enumerate(ordered)]
     return ComparisonResult(points, lesions, sums, totals, target_volumes, recist, volumetric,
-                            [r.as_dict() for r in registrations], targets, warnings)
+                            [r.as_dict() for r in registrations], targets, warnings, target_ranges, within)
