@@ -145,7 +145,8 @@ def test_apply_runs_in_the_worker_and_files_the_result_under_its_inputs(panels, 
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(created[0])) == study
     assert parameters.inputVolume is other and parameters.modelId == "lesion-roi"      # the GUI kept its state
     assert ui.applyButton.enabled and not ui.cancelButton.enabled
-    assert lag.ticks > 20 and lag.worst_s < 0.25, lag.worst_s     # measured 62 ms; in the GUI thread: seconds
+    assert lag.ticks > 20          # the GUI thread kept running its timers; the stall is printed, not asserted
+    # (62 ms measured on an idle 2-core machine; no timed assertions in tests, COMMON.md)
     _no_errors(panels)
 
 
