@@ -179,7 +179,11 @@ def loopback_scheduler(tmp_path):
     finally:
         for process in reversed(processes):
             process.terminate()
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:               # a worker busy shutting down: stop it for good
+                process.kill()
+                process.wait(timeout=30)
         for handle in logs.values():
             handle.close()
 

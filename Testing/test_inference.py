@@ -245,18 +245,26 @@ moves near-ties). With the body crop, windows sit elsewhere."""
 
 
 def test_background_job_honours_the_crop_choice(tmp_path, monkeypatch):
-    """The Slicer module's "Crop to body" reaches the engine: each job's labels equal ``segment_image`` with
-    the same choice, and the two choices differ on a volume mostly made of air (windows move)."""
+    """The Slicer module's "Crop to body" reaches the engine: each worker job's labels equal ``segment_image``
+    with the same choice, and the two choices differ on a volume mostly made of air (windows move)."""
+    import sys
     from RadAISegmentLib.inference import load_model
-    from RadAISegmentLib.jobs import start_segmentation_job
+    from RadAISegmentLib.jobs import JobInputs, WorkerJob
     from RadAISegmentLib.models.cache import install_model
+    from RadAISegmentLib.worker_client import WorkerProcess
     monkeypatch.setenv("RADAI_MODELS_DIR", str(tmp_path / "cache"))
     install_model(make_model_folder(tmp_path / "tiny-unet", model_id="tiny-crop"))
     image = oblique_ct(shape_kji=(20, 80, 80))                    # body in one corner, air elsewhere
     model = load_model("tiny-crop", "cpu")
     expected = {crop: segment_image(image, model, device="cpu", crop_foreground=crop).array for crop in (True, False)}
     assert not np.array_equal(expected[True], expected[False])
-    for crop, labels in expected.items():
-        job = start_segmentation_job(image, "tiny-crop", device="cpu", crop_foreground=crop)
-        assert job.wait(120)
-        assert np.array_equal(job.result().array, labels)
+    worker = WorkerProcess(sys.executable)
+    try:
+        for crop, labels in expected.items():
+            inputs = JobInputs("air-corner", "tiny-crop", device="cpu", crop_foreground=crop)
+            job = WorkerJob(worker, inputs, image, models_env={"RADAI_MODELS_DIR": str(tmp_path / "cache")})
+            assert job.wait(300)
+            np.testing.assert_array_equal(job.result().labelmap.array, labels)
+            job.cleanup()
+    finally:
+        worker.stop()
