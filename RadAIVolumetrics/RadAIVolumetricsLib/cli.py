@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "RadAIVolumetricsLib.commands.evaluate",
     "batch": "RadAIVolumetricsLib.commands.batch",
     "demo": "RadAIVolumetricsLib.commands.demo",
+    "view": "RadAIVolumetricsLib.commands.view",
 }
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .report import HtmlReport
+from .viewer import ViewerCase
 
 
 @dataclass
@@ -35,6 +36,11 @@ class DemoContext:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+#: CT window (level, width) in HU for a tumour in the lung: lung tissue grey, soft tissue and bone light.
+LUNG_WINDOW = (-500.0, 1400.0)
+#: Display names of saliency methods (``SaliencyResult.metadata['method']``).
+SALIENCY_NAMES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "smoothgrad": "SmoothGrad"}
+
 MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_volume_mm3", "Mesh volume (mm³)"),
                    ("surface_area_mm2", "Surface (mm²)"), ("sphericity", "Sphericity"),
                    ("max_3d_diameter_mm", "Max 3D diameter (mm)"), ("recist_long_axis_mm", "RECIST long (mm)"),
@@ -44,8 +50,8 @@ MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_vol
 def step_lesion(ctx: DemoContext) -> None:
     from RadAISegmentLib.inference import run_model
     from RadAISegmentLib.io import read_image, read_labelmap, write_image
-    from RadAISegmentLib.render import render_case_pngs
-    from RadAISegmentLib.sample_data import sample_case
+    from RadAISegmentLib.render_case import lesion_pictures
+    from RadAISegmentLib.sample_data import sample_case, sample_context_path
     from RadAISegmentLib.saliency import explain_image
     from .measurements import measure_segments
     from .validation.metrics import overlap_metrics
@@ -71,7 +77,14 @@ def step_lesion(ctx: DemoContext) -> None:
     saliency = explain_image(image, "lesion-roi", seed_ras=seed_ras, box_mm=box_mm)
     ctx.timings["lesion Grad-CAM (s)"] = time.perf_counter() - started
     write_image(saliency.map, ctx.out_dir / "lesion" / "saliency.nii.gz")
-    pictures = render_case_pngs(image, labelmap, ctx.out_dir / "lesion", saliency=saliency.map, focus_ras=seed_ras)
+    method = SALIENCY_NAMES.get(str(saliency.metadata.get("method")), "Saliency")
+    context_path = sample_context_path("lung-tumour")
+    chest = read_image(context_path) if context_path else None
+    pictures = lesion_pictures(image, labelmap, ctx.out_dir / "lesion", saliency=saliency.map, context_image=chest,
+                               callout_text={int(row["label"]): f"{row['name']} {row['volume_ml']:.1f} mL, "
+                                             f"{row['max_3d_diameter_mm']:.0f} mm across" for row in measures
+                                             if "label" in row},
+                               window=LUNG_WINDOW, saliency_name=method)
     ctx.report.heading("1. Lung tumour from one click", anchor="lesion")
     ctx.report.paragraph(f"Real chest CT (PyRadiomics test case lung1, cropped). Seed at RAS "
                          f"{', '.join(f'{v:.1f}' for v in seed_ras)} mm (the centre of the reference mask, as a reader "
@@ -85,22 +98,24 @@ def step_lesion(ctx: DemoContext) -> None:
     ctx.report.paragraph(f"Saliency method: {saliency.metadata.get('method')}, layer "
                          f"{saliency.metadata.get('layer', '—')}. Warm colours mark the image regions that most "
                          "increased the model's lesion score; they show what the model looked at, not proof that it is right.")
+    ctx.report.viewer(lesion_viewer_case(image, labelmap, saliency.map, method, chest))
     ctx.facts["lesion_dice"] = agreement.dice
 
 
 def step_organs(ctx: DemoContext) -> None:
+    from RadAISegmentLib.anatomy import atlas_colours
     from RadAISegmentLib.io import read_image
     from RadAISegmentLib.models.catalogue_status import run_demo_organ_model
-    from RadAISegmentLib.render import render_case_pngs
+    from RadAISegmentLib.render_case import atlas_pictures
     from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
     from .measurements import measure_segments
 
     case = sample_case("abdomen-ct")
     image = read_image(case["image"])
-    labelmap = load_sample_labelmap("abdomen-ct")
+    labelmap = atlas_colours(load_sample_labelmap("abdomen-ct"))
     organ_model = run_demo_organ_model(image)         # an installed organ model's output, or why there is none
     if organ_model.labelmap is not None:
-        labelmap = organ_model.labelmap
+        labelmap = atlas_colours(organ_model.labelmap)
         ctx.models_used.add(organ_model.model_id)
         ctx.timings["organ segmentation (s)"] = organ_model.seconds
     ctx.say(f"organs: {organ_model.message}")
@@ -111,7 +126,7 @@ def step_organs(ctx: DemoContext) -> None:
     (ctx.out_dir / "organs").mkdir(parents=True, exist_ok=True)
     (ctx.out_dir / "organs" / "measurements.json").write_text(json.dumps({"segments": measures}, indent=2, default=float))
     largest = sorted(measures, key=lambda row: -row["volume_ml"])[:12]
-    pictures = render_case_pngs(image, labelmap, ctx.out_dir / "organs")
+    pictures = atlas_pictures(image, labelmap, ctx.out_dir / "organs")
     ctx.report.heading("2. Organ measurements", anchor="organs")
     ctx.report.paragraph(organ_model.message)
     ctx.report.paragraph("Real abdominal CT at 3 mm with reference organ labels (TotalSegmentator example, Apache-2.0). "
@@ -120,6 +135,8 @@ def step_organs(ctx: DemoContext) -> None:
     ctx.report.table(largest, MEASURE_COLUMNS, caption="The twelve largest structures")
     for path, caption in pictures:
         ctx.report.image(path, caption)
+    ctx.report.viewer(ViewerCase("Explore the organs: slices and 3D", image, labelmap, image_name="CT", unit="HU",
+                                 window=(-160.0, 240.0)))
 
 
 def step_cardiac(ctx: DemoContext) -> None:
@@ -127,7 +144,7 @@ def step_cardiac(ctx: DemoContext) -> None:
     from .cardiac import ejection_fraction_from_sequence, plot_volume_curve
 
     ctx.say("cardiac: ejection fraction of the cine phantom")
-    _, labelmaps, truth = cardiac_cine_phantom()
+    images, labelmaps, truth = cardiac_cine_phantom()
     started = time.perf_counter()
     result = ejection_fraction_from_sequence(labelmaps, label="LV blood pool", myocardium="LV myocardium",
                                              heart_rate_bpm=truth.get("heart_rate_bpm", 60))
@@ -144,6 +161,10 @@ def step_cardiac(ctx: DemoContext) -> None:
                            ("Cardiac output (L/min)", result.get("cardiac_output_l_min")),
                            ("ED / ES phase", f"{result['ed_phase']} / {result['es_phase']}")])
     ctx.report.image(curve_png, "LV blood-pool volume over the cardiac cycle")
+    ed = int(result["ed_phase"])
+    ctx.report.viewer(ViewerCase(f"Explore the phantom at end-diastole (phase {ed})", images[ed], labelmaps[ed],
+                                 image_name="MR", note="Analytic phantom on an oblique short-axis grid: the slices "
+                                 "follow the image's own axes."))
 
 
 def step_longitudinal(ctx: DemoContext) -> None:
@@ -151,6 +172,7 @@ def step_longitudinal(ctx: DemoContext) -> None:
     from RadAISegmentLib.phantoms import followup_pair_phantom
     from .longitudinal.compare import compare_timepoints
     from .longitudinal.timepoint import Timepoint
+    from .longitudinal.tracked import tracked_labelmaps
 
     ctx.say("longitudinal: registering the follow-up and matching lesions")
     base_ct, base_labels, follow_ct, follow_labels, truth = followup_pair_phantom()
@@ -181,6 +203,34 @@ def step_longitudinal(ctx: DemoContext) -> None:
                            ("Sum of diameters (mm)", summary["sum_of_diameters_mm"])])
     if plot:
         ctx.report.image(plot, "Lesion volume over time")
+    tracked = tracked_labelmaps([tp.lesions for tp in timepoints], result.lesions)
+    ctx.report.viewer(ViewerCase("Explore the follow-up scan: lesions coloured by track", follow_ct, tracked[-1],
+                                 image_name="CT", unit="HU", window=(-160.0, 240.0)))
+
+
+def lesion_viewer_case(image, labelmap, saliency, method: str, chest=None) -> ViewerCase:
+    """The lesion case for the viewer: slices of the whole chest (``chest``, the bundled display copy; else the
+    analysis crop) with the segmentation and saliency resampled onto it; 3D surfaces from the full-resolution maps.
+    The cross-hair starts where the saliency map is strongest."""
+    from RadAISegmentLib.anatomy import context_structures
+    from RadAISegmentLib.render_case import beside_heat
+    from RadAISegmentLib.saliency.grid import resample_onto
+    from .validation.evaluate import resample_labels_onto
+    labelmap = beside_heat(labelmap)       # a segment colour no heat colour resembles, as in the pictures above
+    if chest is None:
+        return ViewerCase("Explore the tumour: slices and 3D", image, labelmap, saliency, method, "CT", "HU",
+                          window=(-1000.0, 400.0), context=context_structures(image))
+    shown_saliency = chest.with_array(resample_onto(saliency, chest.shape_ijk, chest.spacing_mm, chest.origin_lps,
+                                                    chest.direction_lps, linear=True, default=0.0).array)
+    spacing = ", ".join(f"{s:.3g}" for s in chest.spacing_mm)
+    return ViewerCase("Explore the tumour in the whole chest: slices and 3D", chest,
+                      resample_labels_onto(labelmap, chest), shown_saliency, method, "CT", "HU",
+                      window=(-1000.0, 400.0), context=context_structures(chest),
+                      surface_labelmap=labelmap, surface_saliency=saliency,
+                      note=f"Slices: the whole chest at {spacing} mm (a display copy bundled with RadAI), with the "
+                           f"segmentation and the {method} map resampled onto it. 3D: their surfaces at full "
+                           "resolution among landmarks derived from the CT values (lungs, airway, bone). The "
+                           "measurements above come from the full-resolution CT.")
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
