@@ -12,11 +12,14 @@ from typing import Annotated
 
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
+                    vtkMRMLSegmentationNode)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+from RadAISegmentLib.module_logic import LesionCorrections, VolumesAndModels
 
 
 class RadAISegment(ScriptedLoadableModule):
@@ -52,26 +55,35 @@ def registerSampleData():
 
 #: devices the Device combo box offers (Choice: Slicer's connector fills the combo box with these)
 DEVICES = ("auto", "cpu", "cuda")
+#: network precisions (auto: bf16 on CPUs with bf16 instructions, else fp32)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @parameterNodeWrapper
 class RadAISegmentParameterNode:
     """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
     installed or shipped model card; the Model combo box is filled from the model cache and kept in step
-    by the Widget, not bound), device (one of DEVICES), fastMode (coarser spacing for quick CPU runs),
-    cropToBody (organ models: windows only over the body; off = MONAI's windows), seedPoints (markups,
-    RAS, for the promptable lesion model), boxSizeMm (box edge around each seed, 0 = model default),
-    explain (Grad-CAM after segmentation), saliencyLabel (label name or id to explain), saliencyOpacity
-    (overlay opacity 0..1), outputSegmentation (optional node to overwrite, never the input).
+    by the Widget, not bound), device (one of DEVICES), precision (one of PRECISIONS), fastMode (coarser
+    spacing for quick CPU runs), cropToBody (organ models: windows only over the body; off = MONAI's windows),
+    seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed, 0 =
+    model default), boxRoi (a Markups ROI drawn around a lesion), includePoints / excludePoints (correction
+    clicks), lesionSegmentation (the lesion segmentation clicks correct), explain (Grad-CAM after
+    segmentation), saliencyLabel (label name or id to explain), saliencyOpacity (overlay opacity 0..1),
+    outputSegmentation (optional node to overwrite, never the input).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = "lesion-roi"
     device: Annotated[str, Choice(DEVICES)] = "auto"
+    precision: Annotated[str, Choice(PRECISIONS)] = "auto"
     fastMode: bool = False
     cropToBody: bool = True
     seedPoints: vtkMRMLMarkupsFiducialNode
     boxSizeMm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
+    boxRoi: vtkMRMLMarkupsROINode
+    includePoints: vtkMRMLMarkupsFiducialNode
+    excludePoints: vtkMRMLMarkupsFiducialNode
+    lesionSegmentation: vtkMRMLSegmentationNode
     explain: bool = False
     saliencyLabel: str = ""
     saliencyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
@@ -82,8 +94,10 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Binds RadAISegment.ui to the parameter node and to the Logic; no computation here.
 
     Apply starts a job in RadAI's worker process and a timer polls it (never blocking); the result is
-    filed under the inputs the job started with. Cancel, closing the scene and unloading the module
-    stop the worker; a failed job is reported and Apply is enabled again.
+    filed under the inputs the job started with. After Apply with a lesion model, each point placed on the
+    include / exclude list starts a correction of the lesion it lies in (queued while a job runs); Undo
+    restores the outline before the last one. Cancel, closing the scene and unloading the module stop the
+    worker; a failed job is reported and Apply is enabled again. The Models section is a ``ModelsSection``.
     """
 
     def __init__(self, parent=None) -> None:
@@ -94,22 +108,24 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._timer = None
+        self._clickLists: list = []
+        self._pendingClicks: list = []
 
     def setup(self) -> None:
         import qt
+        from RadAISegmentLib.models_section import ModelsSection
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadAISegment.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RadAISegmentLogic()
-        self._refreshModels()
-        self.ui.installModelButton.connect("clicked(bool)", self.onInstallModel)
-        self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
-        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelChanged)
-        self.ui.modelCacheLabel.text = self.logic.modelCacheFolder()
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.models = ModelsSection(self.ui, self.logic, lambda: self._parameterNode, self._tryAndShow)
+        for button, slot in ((self.ui.applyButton, self.onApplyButton), (self.ui.cancelButton, self.onCancelButton),
+                             (self.ui.placeIncludeButton, lambda: self.onPlace(True)),
+                             (self.ui.placeExcludeButton, lambda: self.onPlace(False)),
+                             (self.ui.undoCorrectionButton, self.onUndo)):
+            button.connect("clicked(bool)", slot)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self._timer = qt.QTimer()
@@ -118,9 +134,10 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Module unloaded: stop the timer, the job and the worker process."""
+        """Module unloaded: stop the timers, the jobs and the worker processes."""
         if self._timer is not None:
             self._timer.stop()
+        self.models.stop()
         self._stopJob("The module was unloaded; the job was cancelled.")
         self.logic.shutdownWorker()
         self.setParameterNode(None)
@@ -136,6 +153,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self._stopJob("Cancelled: the scene was closed.")
+        self.logic.forgetCorrections()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -157,45 +175,66 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
-            self._updateState()
+        self._updateState()
 
     def _updateState(self, caller=None, event=None) -> None:
         node = self._parameterNode
         volume = node.inputVolume if node else None
-        if node and self.ui.modelComboBox.currentText != node.modelId:
-            self.ui.modelComboBox.currentText = node.modelId      # the model kept in the scene
+        if node:
+            self.models.showModel(node.modelId)                  # the model kept in the scene
         self.ui.geometryLabel.text = self.logic.geometrySummary(volume) if volume else "Select a volume."
         self.ui.applyButton.enabled = bool(volume) and self._job is None
         self.ui.cancelButton.enabled = self._job is not None
+        lesions = node.lesionSegmentation if node else None
+        self.ui.undoCorrectionButton.enabled = self._job is None and self.logic.canUndoCorrection(lesions)
+        self.ui.lesionVolumesLabel.text = "\n".join(self.logic.lesionVolumeLines(lesions))
+        self._observeClickLists([n for n in (node.includePoints, node.excludePoints) if n] if node else [])
 
-    def onModelChanged(self, modelId: str) -> None:
-        if self._parameterNode and modelId and self._parameterNode.modelId != modelId:
-            self._parameterNode.modelId = modelId
-        try:
-            self.ui.modelCardLabel.text = self.logic.modelCardSummary(modelId) if modelId else ""
-        except Exception as error:  # a missing or broken card is shown, not raised, so the module stays usable
-            self.ui.modelCardLabel.text = f"Cannot read the model card: {error}"
+    # -- clicks: every point placed on the include / exclude list corrects its lesion -------------------
+    def _observeClickLists(self, lists: list) -> None:
+        if lists == self._clickLists:
+            return
+        for markups in self._clickLists:
+            self.removeObserver(markups, markups.PointPositionDefinedEvent, self.onClickPlaced)
+        for markups in lists:
+            self.addObserver(markups, markups.PointPositionDefinedEvent, self.onClickPlaced)
+        self._clickLists = list(lists)
 
-    def _refreshModels(self, select: str = "") -> None:
-        self.ui.modelComboBox.clear()
-        self.ui.modelComboBox.addItems(self.logic.availableModelIds())
-        if select:
-            self.ui.modelComboBox.currentText = select
-        self.onModelChanged(self.ui.modelComboBox.currentText)
+    @vtk.calldata_type(vtk.VTK_INT)
+    def onClickPlaced(self, caller, event, index) -> None:
+        """A point was placed: correct the lesion it lies in (once lesions exist; before Apply the points
+        are simply prompts for Apply)."""
+        node = self._parameterNode
+        if node is None or not self.logic.canCorrect(node.lesionSegmentation):
+            return
+        self._pendingClicks.append((caller, caller.GetNthControlPointID(index), caller is node.includePoints))
+        self._startNextClick()
 
-    def onInstallModel(self) -> None:
-        import qt
-        path = qt.QFileDialog.getOpenFileName(None, "Install a model (zip)", "", "Model archive (*.zip)")
-        if not path:
-            path = qt.QFileDialog.getExistingDirectory(None, "Or install a model folder")
-        if path:
-            self._tryAndShow("Model installation failed; nothing was installed.",
-                             lambda: self._refreshModels(select=self.logic.installModel(path)))
+    def _startNextClick(self) -> None:
+        while self._pendingClicks and self._job is None:
+            markups, pointId, include = self._pendingClicks.pop(0)
+            index = markups.GetNthControlPointIndexByID(pointId)
+            if index < 0:
+                continue
 
-    def onRemoveModel(self) -> None:
-        modelId = self.ui.modelComboBox.currentText
-        if modelId and slicer.util.confirmYesNoDisplay(f"Remove model '{modelId}' from {self.logic.modelCacheFolder()}?"):
-            self._tryAndShow("Model removal failed.", lambda: (self.logic.removeModel(modelId), self._refreshModels()))
+            def start():
+                self._job = self.logic.startCorrection(self._parameterNode.lesionSegmentation, markups, index, include)
+                self.ui.statusLabel.text = self._job.statusText()
+                self._timer.start()
+            self._tryAndShow("The click could not be used; it was removed.", start)
+        self._updateState()
+
+    def onPlace(self, include: bool) -> None:
+        name = "includePoints" if include else "excludePoints"
+        node = self._parameterNode
+        if getattr(node, name) is None:
+            setattr(node, name, self.logic.newClickList(include, node.inputVolume))
+        self.logic.placePoints(getattr(node, name))
+
+    def onUndo(self) -> None:
+        if self.logic.undoCorrection(self._parameterNode.lesionSegmentation):
+            self.ui.statusLabel.text = "Undone: the outline before the last correction is back."
+        self._updateState()
 
     def _tryAndShow(self, message: str, action) -> bool:
         """Run ``action``; an error is shown (Slicer's error display) and in the status line, never raised."""
@@ -207,6 +246,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         return True
 
+    # -- jobs -------------------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
         def start():
             self.logic.ensureDependencies()
@@ -223,6 +263,7 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onPollJob()
 
     def _stopJob(self, status: str) -> None:
+        self._pendingClicks = []
         if self._job is not None:
             self._job.cancel()
             self._job = None
@@ -246,111 +287,48 @@ class RadAISegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def finish():
             try:
+                if job.inputs.stages == ("correct",):
+                    self.ui.statusLabel.text = self.logic.finishCorrection(job)
+                    return
                 node = self.logic.finishSegmentation(job)
             except CancelledError:
                 self.ui.statusLabel.text = "Cancelled; nothing was added to the scene."
             else:
-                self.ui.statusLabel.text = f"Done: added '{node.GetName()}'."
+                if self.logic.canCorrect(node):
+                    self._parameterNode.lesionSegmentation = node
+                self.ui.statusLabel.text = self.logic.resultText(job, node)
         try:
-            self._tryAndShow("RadAI segmentation failed.", finish)
+            self._tryAndShow("RadAI segmentation failed." if job.inputs.stages != ("correct",)
+                             else "The correction failed; its click was removed.", finish)
         finally:
             job.cleanup()
             self._updateState()
+            self._startNextClick()
 
 
-class RadAISegmentLogic(ScriptedLoadableModuleLogic):
-    """Segmentation and saliency on MRML nodes; every method also runs headless.
+class RadAISegmentLogic(ScriptedLoadableModuleLogic, VolumesAndModels, LesionCorrections):
+    """Segmentation, corrections and saliency on MRML nodes; every method also runs headless.
 
     Engine work runs in RadAI's worker process (``RadAISegmentLib.worker``), started with Slicer's
-    Python: :meth:`startSegmentation` captures the inputs and returns a ``RadAISegmentLib.jobs.WorkerJob``
-    to poll; :meth:`finishSegmentation` (main thread) turns its result into scene nodes, filed under
-    the inputs the job started with.
+    Python: :meth:`startSegmentation` / ``startCorrection`` capture the inputs and return a
+    ``RadAISegmentLib.jobs.WorkerJob`` to poll; :meth:`finishSegmentation` / ``finishCorrection`` (main
+    thread) turn its result into scene nodes, filed under the inputs the job started with. Volumes, models,
+    downloads and lesion corrections: the method groups in ``RadAISegmentLib.module_logic``.
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        from RadAISegmentLib.lesion_slicer import CorrectionHistory
+        self._corrections = CorrectionHistory()
 
     def getParameterNode(self):
         return RadAISegmentParameterNode(super().getParameterNode())
 
-    # -- geometry and I/O -------------------------------------------------------------------------
-    def loadVolume(self, path: str, name: str | None = None):
-        """Read a file or DICOM folder with the engine and add it to the scene as a volume node."""
-        from RadAISegmentLib.io import read_image
-        from RadAISegmentLib.mrml import volume_node_from_image
-        image = read_image(path)
-        return volume_node_from_image(image, name or os.path.basename(str(path)).split(".")[0])
-
-    def geometrySummary(self, volumeNode) -> str:
-        """Shape, spacing and origin of a volume node, in RAS as Slicer shows them."""
-        from RadAISegmentLib.image import geometry_summary
-        from RadAISegmentLib.mrml import image_from_volume_node
-        if volumeNode.GetImageData() is None:    # selected while still loading
-            return "No voxels loaded yet."
-        return geometry_summary(image_from_volume_node(volumeNode))
-
-    # -- models, devices and dependencies ------------------------------------------------------------
-    def availableModelIds(self) -> list[str]:
-        """Ids of the shipped and installed models (the Model combo box), ``lesion-roi`` first when present."""
-        try:
-            from RadAISegmentLib.models.cache import list_models
-        except ImportError:  # engine dependencies not installed yet
-            return ["lesion-roi"]
-        ids = sorted({card.id for card in list_models()})
-        return sorted(ids, key=lambda model_id: model_id != "lesion-roi")
-
-    @staticmethod
-    def modelCacheFolder() -> str:
-        """Where installed models live (``$RADAI_MODELS_DIR`` or the per-user cache)."""
-        from RadAISegmentLib.models.cache import models_dir
-        return str(models_dir())
-
-    @staticmethod
-    def installModel(path: str) -> str:
-        """Install a model zip or folder offline (SHA-256 verified; nothing installed on error); returns its id."""
-        from RadAISegmentLib.models.cache import install_model
-        return install_model(path).id
-
-    @staticmethod
-    def removeModel(modelId: str) -> None:
-        """Remove an installed model from the cache; ``ModelError`` for shipped models and ids that are not names."""
-        from RadAISegmentLib.models.cache import remove_model
-        remove_model(modelId)
-
-    @staticmethod
-    def modelCardSummary(modelId: str) -> str:
-        """Title, modality, labels, licence and measured metrics of a model, for the card label."""
-        from RadAISegmentLib.models.cache import find_model
-        return find_model(modelId).summary_text()
-
-    def deviceSummary(self, device: str = "auto") -> str:
-        """One line for the GUI: the device inference will use, torch version and free memory."""
-        try:
-            from RadAISegmentLib.device import describe_device
-            info = describe_device(device)
-        except ImportError as error:
-            return f"PyTorch not installed yet ({error}); it is installed on first Apply."
-        where = f"GPU {info['gpu']}" if info.get("gpu") else f"CPU ({info['cpu_threads']} threads)"
-        memory = f", {info['free_memory_mb']} MB free" if info.get("free_memory_mb") is not None else ""
-        warning = f"\nWarning: {info['warning']}" if info.get("warning") else ""
-        return f"{where}, torch {info['torch']}{memory}{warning}"
-
-    def ensureDependencies(self) -> None:
-        """Install this module's requirements (and PyTorch through SlicerPyTorch if missing) on first use."""
-        from RadAISegmentLib.dependencies import ensure_requirements
-        requirements = os.path.join(os.path.dirname(__file__), "Resources", "RadAISegment-requirements.txt")
-        ensure_requirements(requirements, "RadAI Segment", needs_torch=True)
-
     # -- jobs in the worker process -----------------------------------------------------------------
-    @staticmethod
-    def seedPointsRAS(parameterNode) -> list[tuple[float, float, float]]:
-        """World (RAS mm) positions of the seed markups' control points (empty without a markups node)."""
-        from RadAISegmentLib.slicer_jobs import markups_points_ras
-        return markups_points_ras(parameterNode.seedPoints)
-
     def startSegmentation(self, parameterNode):
-        """Start segmentation (and Grad-CAM when ``explain`` is ticked) of the parameter node's inputs in the
-        worker process; returns the ``WorkerJob`` to poll. Raises ``InputError`` without an input volume."""
+        """Start segmentation (and Grad-CAM when ``explain`` is ticked) of the parameter node's inputs (volume,
+        model, seeds, box ROI, include / exclude points, options) in the worker process; returns the
+        ``WorkerJob`` to poll. Raises ``InputError`` without an input volume, or a lesion model without prompts."""
         from RadAISegmentLib.slicer_jobs import start_segmentation
         return start_segmentation(parameterNode)
 
@@ -359,17 +337,21 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
         with an output node), and its saliency map as a heat volume when it explained; both filed under the
         volume the job started with. Raises the job's error (``CancelledError`` when cancelled)."""
         from RadAISegmentLib.slicer_jobs import finish_job
-        return finish_job(job)["segmentation"]
+        node = finish_job(job)["segmentation"]
+        self._corrections.forget(node)
+        return node
+
+    @staticmethod
+    def resultText(job, node) -> str:
+        """``Done: added 'X'.``, each lesion's volume with its range, the network precision that ran."""
+        from RadAISegmentLib.slicer_jobs import result_text
+        return result_text(job, node)
 
     def explainSegmentation(self, volumeNode, modelId: str, seedRAS=None, opacity: float = 0.6, label=None,
                             threshold: float = 0.3, boxMm=None):
         """Grad-CAM saliency of ``modelId`` on ``volumeNode`` (computed in the worker process; waits) as a new
         heat-coloured volume node: slice foreground at ``opacity``, volume-rendered above ``threshold``.
-
-        seedRAS: (R, A, S) mm point the crop is centred on (required by promptable lesion models).
-        boxMm: edge of the region around the seed (mm), the one segmentation used (default: the card's).
-        The input volume is not modified.
-        """
+        seedRAS: (R, A, S) mm crop centre (promptable lesion models); boxMm: edge of the region around it."""
         from RadAISegmentLib.slicer_jobs import finish_job, start_explanation
         job = start_explanation(volumeNode, modelId, seedRAS, label, boxMm, opacity, threshold)
         job.wait()
@@ -377,7 +359,7 @@ class RadAISegmentLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def shutdownWorker() -> None:
-        """Stop the worker process (module cleanup); the next job starts a new one."""
+        """Stop the worker processes (module cleanup); the next job starts a new one."""
         from RadAISegmentLib.worker_client import stop_shared_workers
         stop_shared_workers()
 

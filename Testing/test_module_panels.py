@@ -6,6 +6,7 @@ job, unloading the module, and renders each panel to docs/images/ from the same 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,9 +23,11 @@ JOB_TIMEOUT_S = 240
 @pytest.fixture(scope="module")
 def panels(slicer_scene, tmp_path_factory):
     """Both modules hosted as in Slicer; the worker runs with a ``PythonSlicer`` found on PATH (as in Slicer)."""
+    from lesion_fixtures import make_click_model_folder
     from test_models_cache import make_model_folder
     models = tmp_path_factory.mktemp("panel-models")
     make_model_folder(models / "tiny-unet")
+    make_click_model_folder(models / "click-lesion")
     bin_dir = tmp_path_factory.mktemp("slicer-bin")
     launcher = bin_dir / "PythonSlicer"          # Slicer's launcher of its own Python, here this venv's
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
@@ -82,7 +85,7 @@ def _grab(hosted, path: Path, size=(430, 960)) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_segment_panel_binds_the_scene_and_renders(panels, slicer_scene):
+def test_segment_panel_binds_the_scene(panels, slicer_scene):
     segment = panels["segment"]
     ui, parameters = segment.widget.ui, segment.widget._parameterNode
     assert [ui.deviceComboBox.itemText(i) for i in range(ui.deviceComboBox.count)] == ["auto", "cpu", "cuda"]
@@ -110,8 +113,10 @@ def test_segment_panel_binds_the_scene_and_renders(panels, slicer_scene):
     parameters.modelId = "lesion-roi"
     assert ui.modelComboBox.currentText == "lesion-roi"
     parameters.device, parameters.boxSizeMm, parameters.explain = "auto", 0.0, False
-    pixels = _grab(segment, IMAGES / "panel-segment.png")
-    assert pixels.shape[:2] == (960, 430) and pixels.reshape(-1, 3).std(axis=0).max() > 20
+    assert [ui.precisionComboBox.itemText(i) for i in range(ui.precisionComboBox.count)] == ["auto", "fp32", "bf16"]
+    ui.precisionComboBox.currentText = "fp32"
+    assert parameters.precision == "fp32"
+    parameters.precision = "auto"
     _no_errors(panels)
 
 
@@ -210,6 +215,113 @@ def test_volumetrics_panel_measures_and_renders(panels, slicer_scene):
     assert "Dice 1.000" in ui.validationResultLabel.text
     pixels = _grab(volumetrics, IMAGES / "panel-volumetrics.png", size=(430, 520))
     assert pixels.reshape(-1, 3).std(axis=0).max() > 20
+    _no_errors(panels)
+
+
+def test_lesion_clicks_correct_their_lesion_in_place_and_undo(panels, slicer_scene):
+    """Apply with a lesion model, then clicks placed on the include list: each starts a correction of its
+    lesion by itself, the same segmentation node is updated, Undo restores it; a click outside every box is
+    a clear error in the panel and is removed. The picture of the panel is taken after Apply."""
+    from lesion_fixtures import LESION_CENTRES_RAS, two_lesion_ct
+    from RadAISegmentLib.mrml import volume_node_from_image
+    segment = panels["segment"]
+    ui, parameters, widget = segment.widget.ui, segment.widget._parameterNode, segment.widget
+    volume = volume_node_from_image(two_lesion_ct(), "lesion CT", slicer_scene)
+    ui.inputSelector.setCurrentNode(volume)
+    ui.modelComboBox.currentText = "click-lesion"
+    ui.deviceComboBox.currentText = "cpu"
+    seeds = slicer_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesion seeds")
+    for centre in LESION_CENTRES_RAS:
+        seeds.AddControlPointWorld(*centre)
+    ui.seedSelector.setCurrentNode(seeds)
+    ui.applyButton.click()
+    assert _events_until(lambda: widget._job is None)
+    node = parameters.lesionSegmentation
+    assert node is not None and ui.correctionSelector.currentNode() is node, ui.statusLabel.text
+    lines = ui.lesionVolumesLabel.text.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["Lesion 1", "Lesion 2"]
+    assert all(re.fullmatch(r"Lesion \d: \d+\.\d\d mL \(range \d+\.\d\d\u2013\d+\.\d\d mL\)", line) for line in lines)
+    assert ui.statusLabel.text.splitlines()[1:] == lines and not ui.undoCorrectionButton.enabled
+    ui.lesionCollapsibleButton.collapsed = False
+    pixels = _grab(segment, IMAGES / "panel-segment.png", size=(430, 1180))
+    assert pixels.shape[:2] == (1180, 430) and pixels.reshape(-1, 3).std(axis=0).max() > 20
+
+    ui.placeIncludeButton.click()                                  # creates the include list, place mode on
+    include = parameters.includePoints
+    interaction = slicer_scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    selection = slicer_scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    assert include is not None and ui.includeSelector.currentNode() is include
+    assert interaction.GetCurrentInteractionMode() == interaction.Place and selection.GetActivePlaceNodeID() == include.GetID()
+    segmentations = _segmentations(slicer_scene)
+    include.AddControlPointWorld(*(np.asarray(LESION_CENTRES_RAS[1]) + [6.0, 0.0, 0.0]))   # what a click in a view does
+    assert widget._job is not None and widget._job.inputs.lesion_label == 2
+    assert _events_until(lambda: widget._job is None)
+    assert ui.statusLabel.text.startswith("Lesion 2 corrected in"), ui.statusLabel.text
+    assert _segmentations(slicer_scene) == segmentations and ui.lesionVolumesLabel.text.splitlines()[0] == lines[0]
+    assert ui.lesionVolumesLabel.text.splitlines()[1] != lines[1] and ui.undoCorrectionButton.enabled
+    ui.undoCorrectionButton.click()
+    assert include.GetNumberOfControlPoints() == 0 and ui.lesionVolumesLabel.text.splitlines() == lines
+    assert ui.statusLabel.text.startswith("Undone") and not ui.undoCorrectionButton.enabled
+
+    include.AddControlPointWorld(0.0, 30.0, 8.0)                   # outside both lesions' boxes
+    assert widget._job is None and include.GetNumberOfControlPoints() == 0
+    assert "outside every lesion's box" in ui.statusLabel.text and ui.applyButton.enabled
+    _no_errors(panels)
+
+
+def test_models_section_downloads_with_progress_and_cancel(panels, slicer_scene, test_data, tmp_path, monkeypatch):
+    """The catalogue table (here a one-entry catalogue served from a loopback server), Download with progress,
+    Cancel (nothing installed), then a download that installs the model into the Model combo box."""
+    import hashlib
+    from model_server import model_server, served, shipped_entry, tree, write_catalogue
+    from test_models_download import bundle_zip
+    segment = panels["segment"]
+    ui, section = segment.widget.ui, segment.widget.models
+    archive = bundle_zip(test_data, "spleen_ct_segmentation", {"channels": [4, 8, 16, 32, 64]})
+    models = Path(os.environ["RADAI_MODELS_DIR"])
+    before = tree(models)
+    with model_server() as server:
+        server.files["/s.zip"], server.behaviour["/s.zip"] = archive, "slow"
+        write_catalogue(tmp_path, [served(shipped_entry("spleen_ct_segmentation"), server.url("/s.zip"),
+                                          hashlib.sha1(archive).hexdigest())])
+        monkeypatch.setenv("RADAI_CATALOGUE", str(tmp_path / "catalogue.json"))
+        section.fillTable()
+        assert ui.catalogueTable.rowCount == 1 and not ui.installSelectedButton.enabled
+        cells = [ui.catalogueTable.item(0, c).text() for c in range(4)]
+        assert cells[1:3] == ["no", "~1 MB"] and cells[3] == shipped_entry("spleen_ct_segmentation")["licence"]
+        ui.catalogueTable.selectRow(0)
+        assert ui.installSelectedButton.enabled and ui.installSelectedButton.text == "Download and install"
+        ui.installSelectedButton.click()
+        assert section.job is not None and ui.cancelInstallButton.enabled and not ui.installSelectedButton.enabled
+        assert _events_until(lambda: 0 < ui.installProgressBar.value < 100 or section.job is None)
+        ui.cancelInstallButton.click()
+        assert _events_until(lambda: section.job is None, 120)
+        assert "cancelled; nothing was installed" in ui.installStatusLabel.text, ui.installStatusLabel.text
+        assert tree(models) == before and ui.catalogueTable.item(0, 1).text() == "no"
+        server.behaviour["/s.zip"] = "normal"
+        ui.catalogueTable.selectRow(0)
+        ui.installSelectedButton.click()
+        assert _events_until(lambda: section.job is None)
+    assert ui.installStatusLabel.text.startswith("Installed spleen_ct_segmentation"), ui.installStatusLabel.text
+    assert ui.catalogueTable.item(0, 1).text() == "yes" and (models / "spleen_ct_segmentation" / "card.json").is_file()
+    assert "spleen_ct_segmentation" in [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count)]
+    ui.catalogueTable.selectRow(0)
+    assert ui.installSelectedButton.text == "Reinstall" and ui.modelComboBox.currentText == "spleen_ct_segmentation"
+    monkeypatch.delenv("RADAI_CATALOGUE")                        # the picture shows RadAI's own catalogue
+    section.fillTable()
+    assert ui.catalogueTable.rowCount == len(segment.widget.logic.catalogueRows()) >= 10
+    ui.catalogueTable.selectRow(0)
+    ui.statusLabel.text = ""
+    ui.modelsCollapsibleButton.collapsed = False
+    for section_button in (ui.inputsCollapsibleButton, ui.lesionCollapsibleButton, ui.advancedCollapsibleButton,
+                           ui.saliencyCollapsibleButton, ui.outputsCollapsibleButton):
+        section_button.collapsed = True
+    pixels = _grab(segment, IMAGES / "panel-segment-models.png", size=(430, 700))
+    assert pixels.reshape(-1, 3).std(axis=0).max() > 20
+    for section_button in (ui.inputsCollapsibleButton, ui.advancedCollapsibleButton, ui.saliencyCollapsibleButton,
+                           ui.outputsCollapsibleButton):
+        section_button.collapsed = False
+    ui.modelsCollapsibleButton.collapsed = True
     _no_errors(panels)
 
 

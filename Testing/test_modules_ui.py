@@ -22,6 +22,13 @@ from slicer_harness import load_module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["RadAISegment", "RadAIVolumetrics"]
+#: files whose code uses a module's ``self.ui`` widgets: the module file and its GUI sections
+GUI_SOURCES = {"RadAISegment": ["RadAISegment/RadAISegment.py", "RadAISegment/RadAISegmentLib/models_section.py"],
+               "RadAIVolumetrics": ["RadAIVolumetrics/RadAIVolumetrics.py"]}
+
+
+def _gui_source(module: str) -> str:
+    return "\n".join((ROOT / path).read_text(encoding="utf-8") for path in GUI_SOURCES[module])
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +116,7 @@ def test_slider_bounds_in_the_ui_match_within_range(module, parameter_classes):
 
 def test_combo_boxes_the_code_fills_are_not_bound():
     """modelComboBox is filled from the model cache by the Widget: Slicer's Choice connector would clear it."""
-    source = (ROOT / "RadAISegment" / "RadAISegment.py").read_text(encoding="utf-8")
+    source = _gui_source("RadAISegment")
     filled = set(re.findall(r"self\.ui\.(\w+)\.addItems?\(", source))
     assert "modelComboBox" in filled
     bound = {widget for widget, _, _ in _bindings("RadAISegment")}
@@ -118,7 +125,7 @@ def test_combo_boxes_the_code_fills_are_not_bound():
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_widget_the_code_uses_exists(module: str) -> None:
-    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+    source = _gui_source(module)
     used = set(re.findall(r"self\.ui\.([A-Za-z_]\w*)", source))
     assert used, f"{module}.py looks up no widgets"
     missing = used - set(_ui_widgets(module))

@@ -160,24 +160,44 @@ def test_ui_has_a_models_section_and_the_widget_wires_it():
     section = next(w for w in root.iter("widget") if w.get("name") == "modelsCollapsibleButton")
     assert section.get("class") == "ctkCollapsibleButton"
     inside = {w.get("name"): w.get("class") for w in section.iter("widget")}
-    assert inside["modelCacheLabel"] == "QLabel"
+    assert inside["modelCacheLabel"] == inside["installStatusLabel"] == "QLabel"
     assert inside["installModelButton"] == inside["removeModelButton"] == "QPushButton"
+    assert inside["installSelectedButton"] == inside["cancelInstallButton"] == "QPushButton"
+    assert inside["catalogueTable"] == "QTableWidget" and inside["installProgressBar"] == "QProgressBar"
     # the card label sits right under the model combo box
     rows = {item.find("widget").get("name"): (int(item.get("row")), item.get("column"))
             for item in root.iter("item") if item.get("row") is not None and item.find("widget") is not None}
     assert rows["modelCardLabel"] == (rows["modelComboBox"][0] + 1, rows["modelComboBox"][1])
-    source = MODULE_FILE.read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RadAISegmentWidget")
-    methods = {f.name: ast.unparse(f) for f in widget.body if isinstance(f, ast.FunctionDef)}
-    for button, slot in (("installModelButton", "onInstallModel"), ("removeModelButton", "onRemoveModel")):
-        assert f"self.ui.{button}.connect('clicked(bool)', self.{slot})" in methods["setup"]
-    assert "self.logic.modelCacheFolder()" in methods["setup"]
-    assert "QFileDialog" in methods["onInstallModel"] and "self.logic.installModel" in methods["onInstallModel"]
-    assert "self.logic.removeModel" in methods["onRemoveModel"]
-    for slot in ("onInstallModel", "onRemoveModel"):
-        assert "_refreshModels" in methods[slot]                     # the combo box is refreshed afterwards
-    assert "modelCardSummary" in methods["onModelChanged"]
+    widget = _class_methods(MODULE_FILE, "RadAISegmentWidget")
+    assert "ModelsSection(self.ui, self.logic" in widget["setup"] and "self.models.stop()" in widget["cleanup"]
+    section_methods = _class_methods(MODULE_FILE.parent / "RadAISegmentLib" / "models_section.py", "ModelsSection")
+    for button, slot in (("installModelButton", "onInstallFile"), ("removeModelButton", "onRemove"),
+                         ("installSelectedButton", "onInstallSelected"), ("cancelInstallButton", "onCancel")):
+        assert f"self.ui.{button}.connect('clicked(bool)', self.{slot})" in section_methods["__init__"]
+    assert "self.logic.modelCacheFolder()" in section_methods["__init__"]
+    assert "QFileDialog" in section_methods["onInstallFile"] and "self.logic.installModel" in section_methods["onInstallFile"]
+    assert "self.logic.catalogueIdsForFile" in section_methods["onInstallFile"]     # published archives are verified
+    assert "self.logic.removeModel" in section_methods["onRemove"]
+    for slot in ("onInstallFile", "onRemove"):
+        assert "select_model" in section_methods[slot] and "fillTable" in section_methods[slot]
+    assert "modelCardSummary" in section_methods["onModelChanged"]
+
+
+def _class_methods(path: Path, class_name: str) -> dict[str, str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    return {f.name: ast.unparse(f) for f in cls.body if isinstance(f, ast.FunctionDef)}
+
+
+def test_catalogue_rows_read_as_the_user_needs_them():
+    from RadAISegmentLib.models_section import installed_text, row_texts, row_tooltip, size_text
+    row = {"id": "x", "title": "X model", "version": "2.0", "modality": ["CT"], "licence": "MIT", "size_mb": 1250.0,
+           "speed_hint": "one network", "installed": False, "update_available": False, "partial_mb": 12.4}
+    assert row_texts(row) == ["X model", "resume (12 MB)", "~1.2 GB", "MIT"]
+    assert row_tooltip(row) == "x 2.0 (CT): one network" and size_text(36.0) == "~36 MB"
+    assert installed_text(dict(row, installed=True, partial_mb=0)) == "yes"
+    assert installed_text(dict(row, installed=True, update_available=True)) == "update to 2.0"
+    assert installed_text(dict(row, partial_mb=0)) == "no"
 
 
 # -- subject hierarchy -----------------------------------------------------------------------------
@@ -351,7 +371,12 @@ def test_sample_data_urls_stay_valid_for_paths_with_spaces(segment_module, sampl
 
 
 def test_module_init_without_slicer_app(segment_module, monkeypatch):
+    import os
     import slicer
+    from PySide6 import QtWidgets
+    monkeypatch.setenv("QT_QPA_PLATFORM", os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    if QtWidgets.QApplication.instance() is None:      # the module icon (a QIcon) needs one, as in any Slicer
+        QtWidgets.QApplication(["RadAI-tests"])
     monkeypatch.delattr(slicer, "app", raising=False)
     module = segment_module.RadAISegment(types.SimpleNamespace(path=str(MODULE_FILE)))
     assert module.parent.title == "RadAI Segment" and module.parent.categories == ["Segmentation"]

@@ -152,10 +152,12 @@ def segmentation_node_from_labelmap(labelmap: Image, name: str, reference_volume
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     mask_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__radai_mask")
     try:
-        _set_geometry(mask_node, labelmap)
-        for value in labelmap.label_values():
+        for value, box in _label_boxes(labels):
             info = labelmap.segment_for(value)
-            slicer.util.updateVolumeFromArray(mask_node, (labels == value).astype(np.uint8))
+            start_ijk = np.array([box[2].start, box[1].start, box[0].start], float)
+            _set_geometry(mask_node, Image(np.zeros((1, 1, 1), np.uint8), labelmap.spacing_mm,
+                                           tuple(labelmap.index_to_lps(start_ijk)), labelmap.direction_lps))
+            slicer.util.updateVolumeFromArray(mask_node, np.ascontiguousarray(labels[box] == value, np.uint8))
             segment_ids_before = set(_segment_ids(node))
             if not logic.ImportLabelmapToSegmentationNode(mask_node, node):
                 raise LabelError(f"Slicer could not import label {value} ({info.name}) into a segment.")
@@ -169,6 +171,15 @@ def segmentation_node_from_labelmap(labelmap: Image, name: str, reference_volume
     finally:
         scene.RemoveNode(mask_node)
     return node
+
+
+def _label_boxes(labels: np.ndarray) -> list[tuple[int, tuple[slice, slice, slice]]]:
+    """(value, ``[k, j, i]`` slices of its bounding box) per label value present, in increasing order: each
+    segment is imported from its own box, not from a mask of the whole volume (seconds saved per label on a
+    CT-sized grid)."""
+    from scipy import ndimage
+    boxes = ndimage.find_objects(labels)
+    return [(value, box) for value, box in enumerate(boxes, start=1) if box is not None]
 
 
 def _segment_ids(node) -> list[str]:

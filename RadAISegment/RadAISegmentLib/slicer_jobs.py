@@ -14,7 +14,7 @@ from typing import Optional
 import slicer
 import vtk
 
-from .errors import InputError
+from .errors import InputError, RadAIError
 from .jobs import JobInputs, WorkerJob
 from .worker import FORWARDED_ENV
 from .worker_client import python_for_workers, shared_worker
@@ -45,15 +45,30 @@ def volume_identity_key(volume_node) -> str:
     return f"{where}|{volume_node.GetID()}|{stamp}|{values}"
 
 
+def _python() -> str:
+    return python_for_workers(inside_slicer_app=getattr(slicer, "app", None) is not None)
+
+
 def _worker():
-    return shared_worker(python_for_workers(inside_slicer_app=getattr(slicer, "app", None) is not None))
+    return shared_worker(_python())
 
 
-def _start(volume_node, inputs: JobInputs) -> WorkerJob:
+def start_install(model_id: str, files: tuple = (), reinstall: bool = False):
+    """Download, verify and install a catalogue model in the session's download worker (not the inference
+    worker, so a download and a segmentation run at once); returns the :class:`.jobs.InstallJob` to poll."""
+    from .jobs import InstallJob
+    return InstallJob(shared_worker(_python(), role="install"), model_id, reinstall, tuple(files),
+                      models_env={name: os.environ.get(name, "") for name in FORWARDED_ENV})
+
+
+def start_worker_job(volume_node, inputs: JobInputs, previous: Optional[tuple] = None) -> WorkerJob:
+    """Start ``inputs`` in the session's worker; the volume's voxels are copied only when the worker does not
+    hold them. ``previous``: a lesion's outline for a correction (``(mask, offset_kji)``)."""
     from .mrml import image_from_volume_node
     worker = _worker()
     image = None if worker.running and worker.image_key == inputs.image_key else image_from_volume_node(volume_node)
-    return WorkerJob(worker, inputs, image, models_env={name: os.environ.get(name, "") for name in FORWARDED_ENV})
+    return WorkerJob(worker, inputs, image, models_env={name: os.environ.get(name, "") for name in FORWARDED_ENV},
+                     previous=previous)
 
 
 def _context(volume_node, output_node=None, opacity: float = 0.6, threshold: float = 0.3) -> dict:
@@ -62,17 +77,34 @@ def _context(volume_node, output_node=None, opacity: float = 0.6, threshold: flo
             "threshold": threshold}
 
 
+def _is_lesion_model(model_id: str) -> bool:
+    from .models.cache import find_model
+    try:
+        return find_model(model_id).task == "promptable-lesion"
+    except RadAIError:          # a missing model is reported by the worker, with its remedy
+        return False
+
+
 def start_segmentation(parameters) -> WorkerJob:
-    """Start segmentation (then Grad-CAM when ``parameters.explain``) of a RadAISegment parameter node's inputs."""
+    """Start segmentation (then Grad-CAM when ``parameters.explain``) of a RadAISegment parameter node's inputs:
+    volume, model, seeds, the box ROI, include / exclude points, device, precision and options."""
+    from .lesion_slicer import roi_corners_ras
     volume = parameters.inputVolume
     if not volume:
         raise InputError("No input volume selected: choose the CT or MR volume to segment.")
     seeds = tuple(markups_points_ras(parameters.seedPoints))
+    box = roi_corners_ras(parameters.boxRoi)
+    if _is_lesion_model(parameters.modelId) and not seeds and box is None:
+        raise InputError(f"Model '{parameters.modelId}' segments the lesions you point at: place a seed on each "
+                         "lesion (Lesion seeds) or draw a box around it (Lesion box), then Apply.")
     inputs = JobInputs(volume_identity_key(volume), parameters.modelId, seeds, parameters.boxSizeMm or None,
                        parameters.device, parameters.fastMode, parameters.cropToBody, parameters.saliencyLabel or None,
                        ("segment", "explain") if parameters.explain else ("segment",),
-                       _context(volume, parameters.outputSegmentation, parameters.saliencyOpacity))
-    return _start(volume, inputs)
+                       _context(volume, parameters.outputSegmentation, parameters.saliencyOpacity),
+                       boxes_ras=(box,) if box is not None else (),
+                       include_ras=tuple(markups_points_ras(parameters.includePoints)),
+                       exclude_ras=tuple(markups_points_ras(parameters.excludePoints)), precision=parameters.precision)
+    return start_worker_job(volume, inputs)
 
 
 def start_explanation(volume_node, model_id: str, seed_ras=None, label=None, box_mm: Optional[float] = None,
@@ -82,13 +114,14 @@ def start_explanation(volume_node, model_id: str, seed_ras=None, label=None, box
     inputs = JobInputs(volume_identity_key(volume_node), model_id, seeds, box_mm or None,
                        saliency_label=str(label) if label else None, stages=("explain",),
                        context=_context(volume_node, opacity=opacity, threshold=threshold))
-    return _start(volume_node, inputs)
+    return start_worker_job(volume_node, inputs)
 
 
 def finish_job(job: WorkerJob) -> dict:
     """Main thread: scene nodes for a finished job, filed under the volume it started with.
 
-    Returns ``{"segmentation": node or None, "saliency": node or None}``; raises the job's error, or
+    Returns ``{"segmentation": node or None, "saliency": node or None}``; a lesion model's segmentation carries
+    the record corrections use (``lesion_slicer.record_lesions``); raises the job's error, or
     ``InputError`` when that volume was removed meanwhile. The job's files are removed.
     """
     from .mrml import (place_in_subject_hierarchy, saliency_volume_node, segmentation_node_from_labelmap,
@@ -110,6 +143,11 @@ def finish_job(job: WorkerJob) -> dict:
             place_in_subject_hierarchy(node, volume)     # under the input's study
             show_closed_surfaces(node)
             nodes["segmentation"] = node
+            if result.lesions:                           # a lesion model: the record that corrections use
+                from .lesion_slicer import record_lesions
+                record_lesions(node, job.inputs, result.lesions, volume.GetID())
+            elif node.GetAttribute("RadAI.LesionSession"):
+                node.RemoveAttribute("RadAI.LesionSession")
         if result.saliency is not None:
             node = saliency_volume_node(result.saliency, f"{context['volume_name']} {model_id} saliency", scene=scene,
                                         threshold=context["threshold"], opacity=context["opacity"])
@@ -119,3 +157,16 @@ def finish_job(job: WorkerJob) -> dict:
         return nodes
     finally:
         job.cleanup()
+
+
+def result_text(job: WorkerJob, node) -> str:
+    """The status after Apply: ``Done: added 'X'.``, one line per lesion with its volume and range (lesion
+    models), and the network precision that ran (organ models)."""
+    from .lesion_slicer import volume_lines
+    lines = [f"Done: added '{node.GetName()}'." if node is not None else "Done."]
+    if node is not None:
+        lines += volume_lines(node)
+    precision = job.result().inference_precision
+    if precision:
+        lines.append(f"Network precision: {precision}.")
+    return "\n".join(lines)

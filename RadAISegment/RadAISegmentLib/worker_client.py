@@ -66,11 +66,17 @@ def describe_exit(returncode: int) -> str:
 
 
 class WorkerProcess:
-    """One worker process and its pipes. ``poll()`` never blocks; ``send()`` writes one request line."""
+    """One worker process and its pipes. ``poll()`` never blocks; ``send()`` writes one request line.
 
-    def __init__(self, python: str, extra_env: Optional[dict] = None) -> None:
+    ``module`` is the worker's entry point (``RadAISegmentLib.worker``, or a package's worker that extends
+    it); ``paths`` are folders put on the worker's ``PYTHONPATH`` after this package's own."""
+
+    def __init__(self, python: str, extra_env: Optional[dict] = None, module: str = "RadAISegmentLib.worker",
+                 paths: tuple = ()) -> None:
         self.python = python
         self.extra_env = dict(extra_env or {})
+        self.module = module
+        self.paths = tuple(str(p) for p in paths)
         self.process: Optional[subprocess.Popen] = None
         self.ready_event: Optional[dict] = None
         self.stderr_tail: collections.deque = collections.deque(maxlen=40)
@@ -90,12 +96,12 @@ class WorkerProcess:
             return
         package_parent = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ, **self.extra_env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, *self.paths, env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         options = {"start_new_session": True} if os.name != "nt" else {
             "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)}
         try:
-            self.process = subprocess.Popen([self.python, "-m", "RadAISegmentLib.worker"], stdin=subprocess.PIPE,
+            self.process = subprocess.Popen([self.python, "-m", self.module], stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **options)
         except OSError as error:
             raise WorkerError(f"Could not start the RadAI worker with {self.python}: {error}.") from error
@@ -215,14 +221,18 @@ class WorkerProcess:
         return f"{what}." + (f"\nLast messages of the worker:\n{tail}" if tail else "")
 
 
-_SHARED: dict[str, WorkerProcess] = {}
+_SHARED: dict[tuple, WorkerProcess] = {}
 
 
-def shared_worker(python: str) -> WorkerProcess:
-    """The session's persistent worker for ``python`` (created on first use, restarted when it died)."""
-    worker = _SHARED.get(python)
+def shared_worker(python: str, role: str = "inference", module: str = "RadAISegmentLib.worker",
+                  paths: tuple = ()) -> WorkerProcess:
+    """The session's persistent worker for ``python`` and ``role`` (created on first use, restarted when it
+    died): ``inference`` (segmentation, corrections, Grad-CAM), ``install`` (downloads, so that a download
+    and a segmentation can run at once), or another package's (e.g. ``cine`` with its own ``module``)."""
+    key = (python, role)
+    worker = _SHARED.get(key)
     if worker is None:
-        worker = _SHARED[python] = WorkerProcess(python)
+        worker = _SHARED[key] = WorkerProcess(python, module=module, paths=paths)
     return worker
 
 
