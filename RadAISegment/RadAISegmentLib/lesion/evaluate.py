@@ -136,9 +136,14 @@ def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None) -> st
     record the results in its card (``metrics.real_tumours``), return the table."""
     from ..atomic import write_text_atomic
     from ..models.loaders import load_model_folder
+    from .calibration import calibrate_model, record_calibration
     model_dir = Path(model_dir)
-    models = {"lesion-roi " + json.loads((model_dir / "card.json").read_text())["version"]:
-              load_model_folder(model_dir)}
+    card = json.loads((model_dir / "card.json").read_text())
+    if card["input"].get("channels", 2) >= 5 and \
+            card.get("uncertainty", {}).get("weights_sha256") != card["weights"]["sha256"]:
+        calibration = calibrate_model(load_model_folder(model_dir))      # synthetic cases only
+        record_calibration(model_dir, {**calibration, "weights_sha256": card["weights"]["sha256"]})
+    models = {"lesion-roi " + card["version"]: load_model_folder(model_dir)}
     previous = previous_model_dir(model_dir)
     if previous is not None:
         version = json.loads((previous / "card.json").read_text())["version"]

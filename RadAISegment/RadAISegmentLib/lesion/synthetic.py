@@ -3,7 +3,7 @@
 Each case mimics what the model sees at inference (:mod:`.prompts`, :mod:`.preprocess`): a cube around the
 reader's prompt, resampled to ``grid``³, with the prompt channels. What is drawn, and why:
 
-* **size and box**: diameters 3.5–100 mm (log-uniform); the box as readers set it — a cube of about
+* **size and box**: diameters 4–100 mm (log-uniform); the box as readers set it — a cube of about
   1.5 × extent + 10 mm around the seed, the 64 mm default, or two corners drawn around the lesion (then the
   crop is the box's enclosing cube and the seed is optional);
 * **shape**: lobulated ellipsoids, satellite lobes, spicules, and multifocal lesions whose separate parts are
@@ -16,7 +16,7 @@ reader's prompt, resampled to ``grid``³, with the prompt channels. What is draw
   lesions, necrotic cores with enhancing rims, heterogeneity, oedema halos, bias fields; unlabelled vessels
   crossing or touching the lesion with the lesion's own intensity (what a reader leaves out);
 * **acquisition**: the lesion is rendered at the simulated scan's resolution (in-plane 0.5–1.2 mm, slices up
-  to 7 mm: box slice profile, one sample per slice, linear interpolation back), with the background's noise.
+  to 7 mm and at most half the lesion's diameter, as a lesion is measured on two slices or more: box slice profile, one sample per slice, linear interpolation back), with the background's noise.
 
 The label is the lesion's true extent at crop resolution (occupancy ≥ 0.5), the soft target its occupancy.
 """
@@ -138,7 +138,7 @@ def _appearance(crop, label, radius_vox, level, ct: bool, rng, info: dict):
         if local_level < -400:
             lesion_level = rng.uniform(-650.0, -300.0) if rng.random() < 0.1 else rng.uniform(-60.0, 80.0)
         else:
-            lesion_level = local_level + rng.choice([-1.0, 1.0]) * rng.uniform(15.0, 120.0)
+            lesion_level = local_level + rng.choice([-1.0, 1.0]) * rng.uniform(25.0, 120.0)
     else:
         lesion_level = local_level + rng.choice([-1.0, 1.0], p=[0.3, 0.7]) * rng.uniform(0.35, 1.0) * spread
     appearance = np.full(crop.shape, lesion_level, np.float32)
@@ -163,7 +163,7 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
               ct_normalisation: str = "piecewise", attached: Optional[bool] = None) -> SyntheticCase:
     """One synthetic lesion with its prompt channels (see the module docstring for what is drawn)."""
     background = backgrounds[rng.integers(len(backgrounds))]
-    diameter_mm = float(np.exp(rng.uniform(np.log(3.5), np.log(100.0))))
+    diameter_mm = float(np.exp(rng.uniform(np.log(4.0), np.log(100.0))))
     box_kind, edge_mm = _choose_box(diameter_mm, rng)
     spacing = edge_mm / grid
     in_lung = background.ct and len(background.lung_kji) > 0 and rng.random() < 0.4
@@ -223,7 +223,7 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
     # the scan's own resolution: in-plane box blur and a thick-slice profile on the rendered lesion
     native = background.native_spacing_mm
     in_plane_mm = max(float(native[:2].min()), rng.uniform(0.5, 1.2))
-    slice_mm = float(rng.uniform(1.0, min(7.0, max(1.2 * diameter_mm, 1.5)))) if rng.random() < 0.6 else in_plane_mm
+    slice_mm = float(rng.uniform(1.0, min(7.0, max(0.5 * diameter_mm, 1.0)))) if rng.random() < 0.6 else in_plane_mm
     slice_axis = 0 if rng.random() < 0.85 else int(rng.integers(1, 3))
     blur = [in_plane_mm / spacing] * 3
     blur[slice_axis] = 1.0

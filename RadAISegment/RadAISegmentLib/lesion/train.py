@@ -11,7 +11,8 @@ prediction (include where it missed lesion, exclude where it over-segmented) wit
 ``previous`` channel, and the loss is taken after the last click. Some batches start instead from a degraded
 reference outline (a reader's rough outline to refine).
 
-Training is resumable: the full state (network, optimiser, step, best checkpoint, random streams) is saved
+Training is resumable (Ctrl+C or SIGTERM ends a sitting after saving): the full state (network, optimiser, step,
+best checkpoint, random streams) is saved
 atomically to ``<out>/training/state.pt`` every few minutes and at the end of a sitting; ``--resume``
 continues the same cosine schedule over ``--steps``. The checkpoint kept in ``model.pt`` is the best on
 held-aside synthetic validation cases (never on real cases).
@@ -193,6 +194,13 @@ def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed:
     state["sittings"] += 1
     rng = np.random.default_rng([seed, state["sittings"], 7])
     validation = validation_cases(seed, grid, extra_backgrounds, validation_count)
+    import hashlib
+    fingerprint = hashlib.sha256(b"".join(c.target.tobytes() for c in validation)).hexdigest()
+    if state["step"] and state.get("validation_fingerprint") != fingerprint:
+        log("the synthetic validation cases changed (generator or backgrounds): earlier scores are not "
+            "comparable, the best checkpoint is chosen afresh from here")
+        state["best"] = {"score": -1.0}
+    state["validation_fingerprint"] = fingerprint
     loader = torch.utils.data.DataLoader(SyntheticStream(seed, state["sittings"], grid, extra_backgrounds),
                                          batch_size=batch_size, num_workers=1, persistent_workers=True,
                                          prefetch_factor=4)
@@ -212,7 +220,16 @@ def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed:
     save.mark = time.monotonic()
 
     network.train()
+    import signal
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):          # SIGTERM / Ctrl+C: finish the step, save, exit cleanly
+        stop["requested"] = True
+    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     for x, target in loader:
+        if stop["requested"]:
+            log(f"stop requested at step {state['step']}: saving the state")
+            break
         step = state["step"]
         if (step >= total_steps or time.monotonic() - started > minutes * 60.0
                 or (max_steps is not None and step - first_step >= max_steps)):
@@ -243,6 +260,8 @@ def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed:
         if time.monotonic() - last_checkpoint > checkpoint_minutes * 60.0:
             save()
             last_checkpoint = time.monotonic()
+    for sig, handler in previous_handlers.items():
+        signal.signal(sig, handler)
     if state["best_network"] is None:
         scores = validate(network, validation, bf16)
         state["best"] = {**scores, "step": state["step"]}
