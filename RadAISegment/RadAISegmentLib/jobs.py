@@ -102,6 +102,7 @@ class PolledJob:
         self._eta: Optional[float] = None
         self._error: Optional[Exception] = None
         self._request_id: Optional[str] = None
+        self.worker_seconds = 0.0            # time the worker spent on this job's requests (its result events)
         self.folder = Path(tempfile.mkdtemp(prefix="radai-job-"))
         worker.job = self
 
@@ -142,9 +143,11 @@ class PolledJob:
             self._eta = event.get("eta_s")
         elif kind == "error":
             self._finish_with(typed_error(event))
-        elif kind == "result" and self._take(event):
-            self.fraction, self.message = 1.0, "done"
-            self._finish_with(None)
+        elif kind == "result":
+            self.worker_seconds += float(event.get("seconds") or 0.0)
+            if self._take(event):
+                self.fraction, self.message = 1.0, "done"
+                self._finish_with(None)
 
     def _finish_with(self, error: Optional[Exception]) -> None:
         self._error, self.done = error, True
