@@ -64,8 +64,10 @@ def test_cases_are_well_formed_training_pairs_with_their_prompts():
             assert case.x[3][case.label].mean() > 0.99      # the drawn box holds the lesion
         else:
             assert case.x[3].min() == 1.0 and np.allclose(seed, 15.5)               # cube centred on the seed
+            centroid = np.argwhere(case.label).mean(axis=0)      # ... at the centroid, +- 25 % r (before confinement)
+            assert case.info["confined"] or np.linalg.norm(centroid - 15.5) <= 0.25 * np.sqrt(3) * case.info["diameter_mm"] / 2 / (case.info["edge_mm"] / 32) + 1.5
         if seed is not None:
-            assert case.x[1][tuple(np.round(seed).astype(int))] > 0.8
+            assert case.x[1][tuple(np.round(seed).astype(int))] == pytest.approx(0.6, abs=0.05)   # the seed: "around here"
 
 
 def test_a_lung_lesion_confined_to_its_compartment_stops_at_the_chest_wall():

@@ -66,15 +66,18 @@ def write_png(image, result, path: Path) -> Path:
     maximum-intensity projection (labelled as such) beside the axial slice."""
     focus = _focus_ras(image, result)
     try:
-        from .. import render, render_slices
-        render_case_pngs = render.render_case_pngs
-    except (ImportError, AttributeError, RuntimeError, OSError):  # no VTK/EGL here
+        from .. import render_slices
+        from ..render_case import render_case_pngs
+    except (ImportError, RuntimeError, OSError):  # no VTK/EGL here
         render_case_pngs = None
     if render_case_pngs is not None:
         import tempfile
         with tempfile.TemporaryDirectory() as folder:
-            panels = render_case_pngs(image, result.labelmap, Path(folder), saliency=result.map, focus_ras=focus)
-            render_slices.render_side_by_side(panels[0][0], panels[1][0], path)  # 3D view | axial slice
+            render_case_pngs(image, result.labelmap, Path(folder), saliency=result.map, focus_ras=focus)
+            close_up, overlaid = Path(folder) / "3d_saliency.png", Path(folder) / "axial.png"
+            if not (close_up.exists() and overlaid.exists()):         # an organ plate: no saliency close-up
+                return _matplotlib_png(image, result, focus, path)
+            render_slices.render_side_by_side(close_up, overlaid, path)   # 3D close-up | axial slice with the map
             return path
     return _matplotlib_png(image, result, focus, path)
 

@@ -137,7 +137,8 @@ def build_crop(image: Image, prompt: LesionPrompt, settings: PromptSettings = Pr
         from .prompts import point_channel
         return Crop(np.stack([image_channel, point_channel(seed_kji, settings.grid, LEGACY_SEED_SIGMA_VOXELS)]),
                     geometry)
-    include = _points_in_crop(image, geometry, prompt.positive_points_ras(), "Include click")
+    seed = _points_in_crop(image, geometry, [prompt.seed_ras], "Seed")[0] if prompt.seed_ras is not None else None
+    include = _points_in_crop(image, geometry, prompt.include_ras, "Include click")
     exclude = _points_in_crop(image, geometry, prompt.exclude_ras, "Exclude click")
     if prompt.seed_ras is not None:
         seed = np.asarray(prompt.seed_ras, float)
@@ -154,7 +155,8 @@ def build_crop(image: Image, prompt: LesionPrompt, settings: PromptSettings = Pr
     if previous is not None:
         previous_channel = resample_into_crop(image.with_array(np.asarray(previous, np.float32)), geometry,
                                               nearest=True)
-    return Crop(stack_channels(image_channel, include, exclude, low, high, previous_channel), geometry, low, high)
+    return Crop(stack_channels(image_channel, seed, include, exclude, low, high, previous_channel), geometry, low,
+                high)
 
 
 def crop_around_seed(image: Image, seed_ras, box_mm: float | None = None, grid: int = LEGACY_GRID,

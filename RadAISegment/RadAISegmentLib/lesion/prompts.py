@@ -9,7 +9,8 @@ sampled on ``grid``³ voxels of isotropic spacing ``edge_mm / grid``.
 The network input has :data:`CHANNELS` = 5 channels on that grid, indexed ``[c, k, j, i]``:
 
 0. ``image``     the crop, normalised per modality (:mod:`.preprocess`);
-1. ``include``   Gaussians (peak 1, sigma :data:`POINT_SIGMA_VOXELS` crop voxels) at the seed and include clicks;
+1. ``include``   the seed (a wide Gaussian, peak :data:`SEED_PEAK`, sigma :data:`SEED_SIGMA_VOXELS`: "around
+                 here") and include clicks (unit Gaussians, sigma :data:`POINT_SIGMA_VOXELS` crop voxels);
 2. ``exclude``   the same at exclude clicks;
 3. ``box``       1 inside the reader's box, 0 outside (all ones for a cube box around the seed);
 4. ``previous``  the previous outline (0/1) when refining, else 0.
@@ -29,6 +30,8 @@ from ..image import Image
 
 GRID = 64
 POINT_SIGMA_VOXELS = 2.0
+SEED_SIGMA_VOXELS = 3.0
+SEED_PEAK = 0.6
 CHANNELS = ("image", "include", "exclude", "box", "previous")
 DEFAULT_BOX_MM = 64.0
 #: A box drawn from two corners is enclosed in a cube this much larger than its longest side.
@@ -160,12 +163,22 @@ def box_channel(low_kji: Optional[np.ndarray], high_kji: Optional[np.ndarray], g
     return (inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]).astype(np.float32)
 
 
-def stack_channels(image_channel: np.ndarray, include_kji, exclude_kji, box_low_kji=None, box_high_kji=None,
-                   previous: Optional[np.ndarray] = None) -> np.ndarray:
+def positive_channel(seed_kji, include_kji, grid: int) -> np.ndarray:
+    """Channel 1: the seed as a wide, half-height Gaussian ("the lesion is around here": a reader's first click
+    in the middle of a lesion, which for an irregular or multifocal lesion may even miss it) and include
+    clicks as narrow unit Gaussians ("this voxel is lesion")."""
+    channel = point_channel(include_kji, grid)
+    if seed_kji is not None:
+        np.maximum(channel, SEED_PEAK * point_channel([seed_kji], grid, SEED_SIGMA_VOXELS), out=channel)
+    return channel
+
+
+def stack_channels(image_channel: np.ndarray, seed_kji, include_kji, exclude_kji, box_low_kji=None,
+                   box_high_kji=None, previous: Optional[np.ndarray] = None) -> np.ndarray:
     """The network input ``[5, grid, grid, grid]`` float32 (see the module docstring)."""
     grid = image_channel.shape[0]
     previous_channel = np.zeros((grid,) * 3, np.float32) if previous is None else (previous > 0.5).astype(np.float32)
-    return np.stack([image_channel.astype(np.float32), point_channel(include_kji, grid),
+    return np.stack([image_channel.astype(np.float32), positive_channel(seed_kji, include_kji, grid),
                      point_channel(exclude_kji, grid), box_channel(box_low_kji, box_high_kji, grid),
                      previous_channel])
 

@@ -6,6 +6,9 @@ reader's prompt, resampled to ``grid``³, with the prompt channels. What is draw
 * **size and box**: diameters 4–100 mm (log-uniform); the box as readers set it — a cube of about
   1.5 × extent + 10 mm around the seed, the 64 mm default, or two corners drawn around the lesion (then the
   crop is the box's enclosing cube and the seed is optional);
+* **the seed**: at the lesion's centroid (± 10 % of its radius), where a reader clicks "the middle of the
+  lesion"; for an irregular or multifocal lesion that point can lie outside it, so the seed means "around
+  here", not "this voxel" (include clicks mean that);
 * **shape**: lobulated ellipsoids, satellite lobes, spicules, and multifocal lesions whose separate parts are
   all labelled (readers add them with include clicks); partial volume from a signed-distance level set;
 * **where**: soft tissue, lung parenchyma (CT), or on a strong tissue boundary (pleura, bone, vessel wall,
@@ -16,7 +19,8 @@ reader's prompt, resampled to ``grid``³, with the prompt channels. What is draw
   lesions, necrotic cores with enhancing rims, heterogeneity, oedema halos, bias fields; unlabelled vessels
   crossing or touching the lesion with the lesion's own intensity (what a reader leaves out);
 * **acquisition**: the lesion is rendered at the simulated scan's resolution (in-plane 0.5–1.2 mm, slices up
-  to 7 mm and at most half the lesion's diameter, as a lesion is measured on two slices or more: box slice profile, one sample per slice, linear interpolation back), with the background's noise.
+  to 7 mm and at most half the lesion's diameter, as a lesion is measured on two slices or more: box slice
+  profile, one sample per slice, linear interpolation back), with the background's noise.
 
 The label is the lesion's true extent at crop resolution (occupancy ≥ 0.5), the soft target its occupancy.
 """
@@ -92,7 +96,7 @@ def _lesion_level_set(points, grid: int, centre, radius_vox: float, rng, info: d
             level = np.minimum(level, ellipsoid_level_set(points, where, radii * rng.uniform(0.35, 0.7, size=3),
                                                           random_rotation(rng)))
             info["satellites"] += 1
-    if radius_vox > 3.0 and rng.random() < 0.08:         # multifocal: separate parts, all labelled
+    if radius_vox > 3.0 and rng.random() < 0.15:         # multifocal: separate parts, all labelled
         for _ in range(int(rng.integers(1, 3))):
             direction = rng.normal(size=3)
             part_radius = radius_vox * rng.uniform(0.25, 0.5)
@@ -180,10 +184,16 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
     points = grid_points(grid)
     radius_vox = diameter_mm / 2.0 / spacing
     middle = np.full(3, (grid - 1) / 2.0, np.float32)
-    offset = np.clip(rng.normal(size=3) * 0.2, -0.35, 0.35) * radius_vox if box_kind != "corners" \
-        else rng.normal(size=3) * 0.05 * radius_vox
+    offset = rng.normal(size=3) * 0.05 * radius_vox
     centre = (middle + offset).astype(np.float32)
     level = _lesion_level_set(points, grid, centre, radius_vox, rng, info)
+    if box_kind != "corners":     # the seed (crop centre) lies near the lesion's centroid, where a reader clicks
+        inside = np.argwhere(level < 0)
+        if len(inside):
+            jitter = np.clip(rng.normal(size=3) * 0.1, -0.25, 0.25) * radius_vox
+            shift = middle + jitter - inside.mean(axis=0)
+            level = ndimage.shift(level, shift, order=1, mode="nearest")
+            centre = (centre + shift).astype(np.float32)
     compartment = _compartment(crop, centre, background.ct) if rng.random() < (0.85 if attached else 0.5) else None
     if compartment is not None:
         level = np.maximum(level, compartment)
@@ -242,7 +252,6 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
 
     seed = middle.copy()
     box_low = box_high = None
-    include = [seed]
     if box_kind == "corners":
         where = np.argwhere(label)
         low, high = where.min(axis=0).astype(float), where.max(axis=0).astype(float)
@@ -251,7 +260,7 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
         box_high = np.clip(high + extent * rng.uniform(0.0, 0.3, 3) + rng.uniform(0, 3, 3), 0, grid - 1)
         inside = np.argwhere(ndimage.binary_erosion(label, iterations=1) if label.sum() > 30 else label)
         near_centre = inside[np.argsort(np.linalg.norm(inside - centre, axis=1))[: max(len(inside) // 4, 1)]]
-        include = [near_centre[rng.integers(len(near_centre))].astype(float)] if rng.random() < 0.8 else []
-    info["seed_kji"] = include[0] if include else None
-    x = stack_channels(image_channel, include, [], box_low, box_high)
+        seed = near_centre[rng.integers(len(near_centre))].astype(float) if rng.random() < 0.8 else None
+    info["seed_kji"] = seed
+    x = stack_channels(image_channel, seed, [], [], box_low, box_high)
     return SyntheticCase(x, np.clip(fraction, 0, 1).astype(np.float32), info)

@@ -232,8 +232,23 @@ def explain(image: Image, model: nn.Module, card: Mapping[str, Any], label: Any 
     saliency = image.with_array(on_input, saliency_method=method, saliency_label=label_value)
     mask_on_input = (paste_back(grid.with_array(predicted), image) >= 0.5).astype(np.uint16) * np.uint16(label_value)
     labelmap = image.with_array(mask_on_input, segments=[SegmentInfo(label_value, metadata["label_name"])])
+    if facts.promptable and seed_ras is not None and int((card.get("input") or {}).get("channels", 2)) >= 5:
+        labelmap = _lesion_outline(image, model, card, seed_ras, float(np.asarray(size_mm, float).ravel()[0]))
+        mask_on_input = labelmap.array
     metadata["predicted_voxels"] = int(np.count_nonzero(mask_on_input))
     return SaliencyResult(saliency, metadata, labelmap)
+
+
+def _lesion_outline(image: Image, model: nn.Module, card: Mapping[str, Any], seed_ras, box_mm: float) -> Image:
+    """The lesion outline exactly as ``radai segment`` gives it for the same seed and box (component at the
+    seed, footprint paste-back), so a saliency picture shows the segmentation the user gets."""
+    from types import SimpleNamespace
+    from ..lesion.predict import segment_prompts
+    from ..lesion.prompts import LesionPrompt
+    loaded = SimpleNamespace(network=model, card=SimpleNamespace(as_dict=lambda: dict(card), id=card.get("id")),
+                             segments=None)
+    prompt = LesionPrompt(seed_ras=tuple(float(v) for v in seed_ras), box_mm=box_mm)
+    return segment_prompts(image, [prompt], loaded, "cpu")[0]
 
 
 def _lesion_preprocessing(image: Image, seed_ras, size_mm: np.ndarray, patch: np.ndarray, card_input: dict):
