@@ -6,17 +6,18 @@ calls ``RadAIVolumetricsLib`` (engine, no Slicer imports), so it runs headless.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from typing import Annotated
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+from RadAIVolumetricsLib.module_logic import CardiacMethods, LongitudinalMethods
 
 
 class RadAIVolumetrics(ScriptedLoadableModule):
@@ -43,7 +44,9 @@ class RadAIVolumetricsParameterNode:
     edSegmentation / esSegmentation: the Cardiac tab's ED/ES pair.
     cardiacSequence: or a Sequences node of segmentations over the cycle (EF + volume curve).
     bloodPoolLabel / myocardiumLabel: segment names (or ids) for EF and mass.
-    heartRateBpm: for cardiac output (0 = not given).
+    heartRateBpm: for cardiac output (0 = not given; a cine's DICOM heart rate is used then).
+    cineSequence / cineModelId / precision: the cine MRI -> EF in one step (a Sequences node of volumes, an
+        installed ventricular model, network precision auto|fp32|bf16).
     referenceSegmentation: the Validation tab's reference (segmentation = prediction).
     secondSegmentation: optional second model's or reader's segmentation, compared with both.
     toleranceMm: surface Dice tolerance.
@@ -61,6 +64,9 @@ class RadAIVolumetricsParameterNode:
     bloodPoolLabel: str = "LV blood pool"
     myocardiumLabel: str = ""
     heartRateBpm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
+    cineSequence: vtkMRMLSequenceNode
+    cineModelId: str = "ventricular_short_axis_3label"
+    precision: Annotated[str, Choice(("auto", "fp32", "bf16"))] = "auto"
     referenceSegmentation: vtkMRMLSegmentationNode
     secondSegmentation: vtkMRMLSegmentationNode
     toleranceMm: Annotated[float, WithinRange(0.0, 20.0)] = 1.0
@@ -68,7 +74,8 @@ class RadAIVolumetricsParameterNode:
 
 
 class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds RadAIVolumetrics.ui to the parameter node and the Logic; no computation here."""
+    """Binds RadAIVolumetrics.ui to the parameter node and the Logic; no computation here. The cine EF runs in
+    RadAI's worker process, polled by a timer (the GUI never waits); Cancel and unloading stop it."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -76,8 +83,11 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._cineJob = None
+        self._cineTimer = None
 
     def setup(self) -> None:
+        import qt
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadAIVolumetrics.ui"))
         self.layout.addWidget(uiWidget)
@@ -90,22 +100,45 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                              (self.ui.efSequenceButton, self.onEjectionFractionSequence),
                              (self.ui.addTimepointButton, self.onAddTimepoint),
                              (self.ui.removeTimepointButton, self.onRemoveTimepoint),
-                             (self.ui.compareButton, self.onCompare)):
+                             (self.ui.compareButton, self.onCompare), (self.ui.efCineButton, self.onEjectionFractionCine),
+                             (self.ui.cineCancelButton, self.onCancelCine)):
             button.connect("clicked(bool)", slot)
+        self._cineTimer = qt.QTimer()
+        self._cineTimer.setInterval(100)
+        self._cineTimer.connect("timeout()", self.onPollCine)
+        self.ui.cineModelComboBox.addItems(self.logic.cineModelIds())
+        self.ui.cineModelComboBox.connect("currentTextChanged(QString)", self.onCineModelChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent,
+                         lambda caller, event: self.setParameterNode(self.logic.getParameterNode()))
         self.setParameterNode(self.logic.getParameterNode())
+        self._updateCineButtons()
+
+    def onSceneStartClose(self, caller=None, event=None) -> None:
+        """Scene closing or module unloaded: a running cine job is cancelled (its worker stopped); the (reset)
+        parameter node is bound again when the scene has closed."""
+        self._cineTimer.stop()
+        if self._cineJob is not None:
+            self._cineJob.cancel()
+            self._cineJob = None
+            self._updateCineButtons()
+            self.ui.efResultLabel.text = "Cancelled: the scene was closed."
+        self.setParameterNode(None)
 
     def cleanup(self) -> None:
-        self.setParameterNode(None)
+        self.onSceneStartClose()
         self.removeObservers()
 
-    def _run(self, message: str, action) -> None:
-        """Install the module's requirements on first use, then ``action``; an error is shown, never raised."""
+    def _run(self, message: str, action, label=None) -> None:
+        """Install the module's requirements on first use, then ``action``; an error is shown (and written in
+        ``label`` when given), never raised."""
         try:
             with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
                 self.logic.ensureDependencies()
                 action()
-        except Exception:  # shown to the user by tryWithErrorDisplay
-            pass
+        except Exception as error:  # shown to the user by tryWithErrorDisplay
+            if label is not None:
+                label.text = f"{message} {error}"
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -114,6 +147,9 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self._showTimepoints()
+            if self._parameterNode.cineModelId:            # the model kept in the scene (the combo box is not bound)
+                self.ui.cineModelComboBox.currentText = self._parameterNode.cineModelId
+            self.onCineModelChanged(self.ui.cineModelComboBox.currentText)      # what the combo box can show
 
     def onMeasure(self) -> None:
         p = self._parameterNode
@@ -148,6 +184,59 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                          p.myocardiumLabel or None, p.heartRateBpm or None)
         self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
         slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
+
+    # -- Cardiac tab, cine: the model on every phase in the worker process ----------------------------
+    def onCineModelChanged(self, modelId: str) -> None:
+        if self._parameterNode and modelId and self._parameterNode.cineModelId != modelId:
+            self._parameterNode.cineModelId = modelId
+
+    def _updateCineButtons(self) -> None:
+        self.ui.efCineButton.enabled = self._cineJob is None
+        self.ui.cineCancelButton.enabled = self._cineJob is not None
+
+    def onEjectionFractionCine(self) -> None:
+        def start():
+            p = self._parameterNode
+            self.logic.ensureSegmentationDependencies()
+            self._cineJob = self.logic.startCineEjectionFraction(p.cineSequence, self.ui.cineModelComboBox.currentText,
+                                                                 p.heartRateBpm or None, "auto", p.precision)
+            self.ui.cineProgressBar.value = 0
+            self.ui.efResultLabel.text = self._cineJob.statusText()
+            self._cineTimer.start()
+        self._run("The cine EF could not start.", start, self.ui.efResultLabel)
+        self._updateCineButtons()
+
+    def onCancelCine(self) -> None:
+        if self._cineJob is not None:
+            self._cineJob.cancel()
+            self.onPollCine()
+
+    def onPollCine(self) -> None:
+        job = self._cineJob
+        if job is None:
+            self._cineTimer.stop()
+            return
+        done = job.poll()
+        self.ui.cineProgressBar.value = int(100 * job.fraction)
+        self.ui.efResultLabel.text = job.statusText()
+        if not done:
+            return
+        self._cineTimer.stop()
+        self._cineJob = None
+        self._updateCineButtons()
+        self._run("The cine EF failed; nothing was added to the scene.", lambda: self._finishCine(job),
+                  self.ui.efResultLabel)
+
+    def _finishCine(self, job) -> None:
+        from RadAISegmentLib.errors import CancelledError
+        try:
+            result = self.logic.finishCineEjectionFraction(job)
+        except CancelledError:
+            self.ui.efResultLabel.text = "Cancelled; nothing was added to the scene."
+            return
+        self.ui.efResultLabel.text = self.logic.ejectionFractionText(result)
+        if hasattr(slicer.modules, "plots"):
+            slicer.modules.plots.logic().ShowChartInLayout(result["chart"])
 
     # -- Longitudinal tab: the timepoint list lives in the parameter node as JSON ------------------
     def _timepointEntries(self) -> list:
@@ -209,8 +298,9 @@ class RadAIVolumetricsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.validationResultLabel.text = case_rows_text(rows)
 
 
-class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
-    """Measurements on MRML nodes; every method runs headless (tested with the headless Slicer core)."""
+class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic, CardiacMethods, LongitudinalMethods):
+    """Measurements on MRML nodes; every method runs headless (tested with the headless Slicer core). The Cardiac
+    and Longitudinal tabs' methods are the groups in ``RadAIVolumetricsLib.module_logic``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -254,96 +344,6 @@ class RadAIVolumetricsLogic(ScriptedLoadableModuleLogic):
         """The table as delimited text (quoted where a value holds the separator, e.g. "kidney, left")."""
         from RadAIVolumetricsLib.mrml import table_as_text
         return table_as_text(tableNode, separator)
-
-    # -- Cardiac tab ----------------------------------------------------------------------------
-    def ejectionFraction(self, edSegmentationNode, esSegmentationNode, bloodPoolLabel="LV blood pool",
-                         myocardiumLabel=None, heartRateBpm=None) -> dict:
-        """EDV, ESV, SV, EF (and mass, cardiac output) from an ED/ES pair of segmentation nodes."""
-        from RadAIVolumetricsLib.cardiac import ejection_fraction_from_pair
-        return ejection_fraction_from_pair(self._labelmap(edSegmentationNode), self._labelmap(esSegmentationNode),
-                                           label=bloodPoolLabel, myocardium=myocardiumLabel,
-                                           heart_rate_bpm=heartRateBpm)
-
-    @staticmethod
-    def ejectionFractionText(result: dict) -> str:
-        text = (f"EDV {result['edv_ml']:.1f} mL, ESV {result['esv_ml']:.1f} mL, SV {result['stroke_volume_ml']:.1f} mL, "
-                f"EF {result['ejection_fraction_percent']:.1f} %")
-        if result.get("myocardial_mass_g") is not None:
-            text += f", LV mass {result['myocardial_mass_g']:.0f} g"
-        if result.get("cardiac_output_l_min") is not None:
-            text += f", CO {result['cardiac_output_l_min']:.2f} L/min"
-        return text
-
-    def ejectionFractionFromSequence(self, sequenceNode, bloodPoolLabel="LV blood pool", myocardiumLabel=None,
-                                     heartRateBpm=None) -> dict:
-        """EF over a cardiac cycle from a Sequences node of segmentations (one per phase, in order).
-
-        ED/ES are the phases of largest/smallest blood-pool volume. Adds a plot chart node of the
-        volume–time curve (``result["chart"]``; time in ms when the heart rate is given, else phase).
-        """
-        from RadAISegmentLib.errors import InputError
-        from RadAIVolumetricsLib.cardiac import ejection_fraction_from_sequence
-        from RadAIVolumetricsLib.mrml import plot_chart
-        if sequenceNode is None or sequenceNode.GetNumberOfDataNodes() < 2:
-            raise InputError("Select a sequence with at least two segmentation phases (Sequences module).")
-        phases = []
-        for index in range(sequenceNode.GetNumberOfDataNodes()):
-            node = sequenceNode.GetNthDataNode(index)
-            if not node or not node.IsA("vtkMRMLSegmentationNode"):
-                raise InputError(f"Phase {index} of '{sequenceNode.GetName()}' is not a segmentation; the Cardiac "
-                                 "tab needs a sequence of segmentations (one per phase).")
-            phases.append(self._labelmap(node))
-        result = ejection_fraction_from_sequence(phases, label=bloodPoolLabel, myocardium=myocardiumLabel,
-                                                 heart_rate_bpm=heartRateBpm)
-        x = result.get("times_ms") or list(range(len(phases)))
-        result["chart"] = plot_chart(x, {"blood pool volume": result["volumes_ml"]},
-                                     f"{sequenceNode.GetName()} volume curve",
-                                     "Time in cycle (ms)" if result.get("times_ms") else "Phase", "Volume (mL)",
-                                     scene=sequenceNode.GetScene())
-        return result
-
-    # -- Longitudinal tab -----------------------------------------------------------------------
-    def _timepoints(self, volumeNodes, segmentationNodes, dates):
-        """Engine timepoints sorted by date (baseline first), with their volume nodes in the same order."""
-        from RadAISegmentLib.errors import InputError
-        from RadAISegmentLib.mrml import image_from_volume_node
-        from RadAIVolumetricsLib.longitudinal.timepoint import Timepoint
-        if not (len(volumeNodes) == len(segmentationNodes) == len(dates)):
-            raise InputError("Give each timepoint a volume, a lesion segmentation and a date.")
-        entries = []
-        for volume, segmentation, date in zip(volumeNodes, segmentationNodes, dates):
-            if volume is None or segmentation is None:
-                raise InputError("A timepoint lacks its volume or its lesion segmentation; select both.")
-            when = dt.date.fromisoformat(date) if isinstance(date, str) and date else (date or None)
-            entries.append((when, volume, segmentation))
-        if all(when is not None for when, _, _ in entries):
-            entries.sort(key=lambda entry: entry[0])
-        timepoints = [Timepoint(image_from_volume_node(volume), self._labelmap(segmentation, volume), when,
-                                volume.GetName()) for when, volume, segmentation in entries]
-        return timepoints, [volume for _, volume, _ in entries]
-
-    def compareTimepoints(self, volumeNodes, segmentationNodes, dates):
-        """Register, match and classify response over timepoints (earliest date = baseline); returns the result."""
-        from RadAIVolumetricsLib.longitudinal.compare import compare_timepoints
-        timepoints, _ = self._timepoints(volumeNodes, segmentationNodes, dates)
-        return compare_timepoints(timepoints)
-
-    def trackLesions(self, volumeNodes, segmentationNodes, dates) -> dict:
-        """The Longitudinal tab's Compare: result plus scene nodes, inputs untouched.
-
-        Returns ``result`` (ComparisonResult), ``table`` (one row per lesion track: status, volume per
-        timepoint, change, RECIST long axis, doubling time), ``chart`` (volume over time, one series
-        per lesion in its track colour) and ``segmentations`` (per timepoint, a new node whose segment
-        ``Lesion <id>`` has the same colour at every timepoint).
-        """
-        from RadAIVolumetricsLib.scene_results import tracked_lesion_nodes
-        timepoints, volumes = self._timepoints(volumeNodes, segmentationNodes, dates)
-        return tracked_lesion_nodes(timepoints, volumes)
-
-    @staticmethod
-    def comparisonText(result) -> str:
-        """Response categories and per-lesion change in a few lines for the GUI."""
-        return result.summary_text()
 
     # -- Validation tab -------------------------------------------------------------------------
     def validate(self, predictedSegmentationNode, referenceSegmentationNode, toleranceMm: float = 1.0,

@@ -169,7 +169,8 @@ class ChromiumPage:
     def screenshot_element(self, selector: str, timeout: float = 300.0) -> bytes:
         """PNG of the element's box (scrolled into view first)."""
         box = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
-                            " const r = e.getBoundingClientRect(); return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()")
+                            " const r = e.getBoundingClientRect();"
+                            " return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()")
         x, y, width, height = box
         result = self.call("Page.captureScreenshot", session=True, timeout=timeout, format="png",
                            captureBeyondViewport=True,   # without it, headless Chromium may wait for a frame forever
@@ -180,7 +181,8 @@ class ChromiumPage:
     def requests(self) -> list[str]:
         """Every URL the page started to load (``Network.requestWillBeSent``)."""
         with self._lock:
-            return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+            return [e["params"]["request"]["url"] for e in self.events
+                    if e.get("method") == "Network.requestWillBeSent"]
 
     def remote_requests(self) -> list[str]:
         """Requests that would leave the machine: any URL not file:, data:, blob:, about: or chrome:."""

@@ -106,6 +106,8 @@ def lesion_run(segment_module, slicer_scene):
     parameters.modelId = "lesion-roi"
     parameters.device = "cpu"
     parameters.boxSizeMm = _tumour_prompt()[1]
+    for prompt in ("boxRoi", "includePoints", "excludePoints", "lesionSegmentation", "outputSegmentation"):
+        setattr(parameters, prompt, None)           # the scene's parameter node may hold another test's prompts
     job = logic.startSegmentation(parameters)
     assert job.wait(300), "lesion-roi did not finish within 5 minutes"
     node = logic.finishSegmentation(job)

@@ -28,6 +28,8 @@ def panels(slicer_scene, tmp_path_factory):
     models = tmp_path_factory.mktemp("panel-models")
     make_model_folder(models / "tiny-unet")
     make_click_model_folder(models / "click-lesion")
+    from ventricle_fixtures import make_bright_ventricle_model_folder
+    make_bright_ventricle_model_folder(models / "bright-ventricle")
     bin_dir = tmp_path_factory.mktemp("slicer-bin")
     launcher = bin_dir / "PythonSlicer"          # Slicer's launcher of its own Python, here this venv's
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
@@ -76,6 +78,8 @@ def _segmentations(scene) -> list:
 
 def _grab(hosted, path: Path, size=(430, 960)) -> np.ndarray:
     from PySide6 import QtWidgets
+    QtWidgets.QApplication.processEvents()
+    hosted.panel.layout().activate()                 # sections collapsed just before: their size is known
     hosted.panel.resize(*size)
     hosted.panel.show()
     QtWidgets.QApplication.processEvents()
@@ -218,10 +222,41 @@ def test_volumetrics_panel_measures_and_renders(panels, slicer_scene):
     _no_errors(panels)
 
 
+def test_cardiac_tab_runs_the_cine_in_the_worker_with_one_button(panels, slicer_scene):
+    """Choose the cine volume sequence and a model, press one button: progress, then the numbers, the
+    segmentation sequence beside the cine, the curve; the panel is rendered with the result."""
+    from ventricle_fixtures import cine_sequence_node, small_phantom_cine
+    volumetrics = panels["volumetrics"]
+    ui, parameters, widget = volumetrics.widget.ui, volumetrics.widget._parameterNode, volumetrics.widget
+    images, _, truth = small_phantom_cine()
+    cine = cine_sequence_node(slicer_scene, images, truth["times_ms"], "panel cine")
+    models = [ui.cineModelComboBox.itemText(i) for i in range(ui.cineModelComboBox.count)]
+    assert models[0] == "bright-ventricle" and "tiny-unet" in models
+    ui.cineModelComboBox.currentText = "bright-ventricle"
+    assert parameters.cineModelId == "bright-ventricle"
+    ui.cineSequenceSelector.setCurrentNode(cine)
+    ui.cinePrecisionComboBox.currentText = "fp32"
+    assert parameters.cineSequence is cine and parameters.precision == "fp32"
+    sequences = slicer_scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")
+    ui.efCineButton.click()
+    assert widget._cineJob is not None and ui.cineCancelButton.enabled and not ui.efCineButton.enabled
+    progress = []
+    assert _events_until(lambda: progress.append(ui.cineProgressBar.value) or widget._cineJob is None)
+    assert "EF " in ui.efResultLabel.text and "bright-ventricle on 4 phases" in ui.efResultLabel.text, \
+        ui.efResultLabel.text
+    assert any(0 < value < 100 for value in progress) and ui.efCineButton.enabled and not ui.cineCancelButton.enabled
+    assert slicer_scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode") == sequences + 1
+    ui.tabWidget.currentIndex = 1
+    pixels = _grab(volumetrics, IMAGES / "panel-volumetrics-cardiac.png", size=(430, 640))
+    assert pixels.reshape(-1, 3).std(axis=0).max() > 20
+    ui.tabWidget.currentIndex = 0
+    _no_errors(panels)
+
+
 def test_lesion_clicks_correct_their_lesion_in_place_and_undo(panels, slicer_scene):
     """Apply with a lesion model, then clicks placed on the include list: each starts a correction of its
     lesion by itself, the same segmentation node is updated, Undo restores it; a click outside every box is
-    a clear error in the panel and is removed. The picture of the panel is taken after Apply."""
+    a clear error in the panel and is removed. The picture of the panel is taken after the first click."""
     from lesion_fixtures import LESION_CENTRES_RAS, two_lesion_ct
     from RadAISegmentLib.mrml import volume_node_from_image
     segment = panels["segment"]
@@ -242,9 +277,6 @@ def test_lesion_clicks_correct_their_lesion_in_place_and_undo(panels, slicer_sce
     assert [line.split(":")[0] for line in lines] == ["Lesion 1", "Lesion 2"]
     assert all(re.fullmatch(r"Lesion \d: \d+\.\d\d mL \(range \d+\.\d\d\u2013\d+\.\d\d mL\)", line) for line in lines)
     assert ui.statusLabel.text.splitlines()[1:] == lines and not ui.undoCorrectionButton.enabled
-    ui.lesionCollapsibleButton.collapsed = False
-    pixels = _grab(segment, IMAGES / "panel-segment.png", size=(430, 1180))
-    assert pixels.shape[:2] == (1180, 430) and pixels.reshape(-1, 3).std(axis=0).max() > 20
 
     ui.placeIncludeButton.click()                                  # creates the include list, place mode on
     include = parameters.includePoints
@@ -259,6 +291,8 @@ def test_lesion_clicks_correct_their_lesion_in_place_and_undo(panels, slicer_sce
     assert ui.statusLabel.text.startswith("Lesion 2 corrected in"), ui.statusLabel.text
     assert _segmentations(slicer_scene) == segmentations and ui.lesionVolumesLabel.text.splitlines()[0] == lines[0]
     assert ui.lesionVolumesLabel.text.splitlines()[1] != lines[1] and ui.undoCorrectionButton.enabled
+    pixels = _grab(segment, IMAGES / "panel-segment.png", size=(430, 1180))        # the panel after one click
+    assert pixels.shape[:2] == (1180, 430) and pixels.reshape(-1, 3).std(axis=0).max() > 20
     ui.undoCorrectionButton.click()
     assert include.GetNumberOfControlPoints() == 0 and ui.lesionVolumesLabel.text.splitlines() == lines
     assert ui.statusLabel.text.startswith("Undone") and not ui.undoCorrectionButton.enabled
@@ -271,7 +305,8 @@ def test_lesion_clicks_correct_their_lesion_in_place_and_undo(panels, slicer_sce
 
 def test_models_section_downloads_with_progress_and_cancel(panels, slicer_scene, test_data, tmp_path, monkeypatch):
     """The catalogue table (here a one-entry catalogue served from a loopback server), Download with progress,
-    Cancel (nothing installed), then a download that installs the model into the Model combo box."""
+    Cancel (nothing installed), a failed download (404: one message naming the URL), then a download that
+    installs the model into the Model combo box."""
     import hashlib
     from model_server import model_server, served, shipped_entry, tree, write_catalogue
     from test_models_download import bundle_zip
@@ -298,6 +333,12 @@ def test_models_section_downloads_with_progress_and_cancel(panels, slicer_scene,
         assert _events_until(lambda: section.job is None, 120)
         assert "cancelled; nothing was installed" in ui.installStatusLabel.text, ui.installStatusLabel.text
         assert tree(models) == before and ui.catalogueTable.item(0, 1).text() == "no"
+        server.behaviour["/s.zip"] = "404"                              # a failed download: one clear message
+        ui.catalogueTable.selectRow(0)
+        ui.installSelectedButton.click()
+        assert _events_until(lambda: section.job is None, 120)
+        assert ui.installStatusLabel.text.startswith("Nothing was installed:") and "/s.zip" in ui.installStatusLabel.text
+        assert tree(models) == before and ui.installSelectedButton.enabled
         server.behaviour["/s.zip"] = "normal"
         ui.catalogueTable.selectRow(0)
         ui.installSelectedButton.click()
@@ -316,7 +357,7 @@ def test_models_section_downloads_with_progress_and_cancel(panels, slicer_scene,
     for section_button in (ui.inputsCollapsibleButton, ui.lesionCollapsibleButton, ui.advancedCollapsibleButton,
                            ui.saliencyCollapsibleButton, ui.outputsCollapsibleButton):
         section_button.collapsed = True
-    pixels = _grab(segment, IMAGES / "panel-segment-models.png", size=(430, 700))
+    pixels = _grab(segment, IMAGES / "panel-segment-models.png", size=(430, 780))
     assert pixels.reshape(-1, 3).std(axis=0).max() > 20
     for section_button in (ui.inputsCollapsibleButton, ui.advancedCollapsibleButton, ui.saliencyCollapsibleButton,
                            ui.outputsCollapsibleButton):

@@ -114,12 +114,13 @@ def test_slider_bounds_in_the_ui_match_within_range(module, parameter_classes):
         assert ui_bounds == (bounds.minimum, bounds.maximum), (widget, ui_bounds, bounds.minimum, bounds.maximum)
 
 
-def test_combo_boxes_the_code_fills_are_not_bound():
-    """modelComboBox is filled from the model cache by the Widget: Slicer's Choice connector would clear it."""
-    source = _gui_source("RadAISegment")
-    filled = set(re.findall(r"self\.ui\.(\w+)\.addItems?\(", source))
-    assert "modelComboBox" in filled
-    bound = {widget for widget, _, _ in _bindings("RadAISegment")}
+@pytest.mark.parametrize("module, filled_box", [("RadAISegment", "modelComboBox"),
+                                                ("RadAIVolumetrics", "cineModelComboBox")])
+def test_combo_boxes_the_code_fills_are_not_bound(module, filled_box):
+    """Model combo boxes are filled from the model cache by the code: Slicer's Choice connector would clear them."""
+    filled = set(re.findall(r"self\.ui\.(\w+)\.addItems?\(", _gui_source(module)))
+    assert filled_box in filled
+    bound = {widget for widget, _, _ in _bindings(module)}
     assert not filled & bound, filled & bound
 
 

@@ -142,12 +142,14 @@ def test_lesion_pictures_teach(sample_data, tmp_path):
     lesion = lesion.with_array(lesion.array, segments=[SegmentInfo(1, "Lesion", (0.95, 0.35, 0.2))])
     k, j, i = np.argwhere(lesion.array).mean(axis=0)
     grid_k, grid_j, grid_i = np.mgrid[0:48, 0:128, 0:128]
-    blob = np.exp(-(((grid_i - i) * 0.57) ** 2 + ((grid_j - j) * 0.57) ** 2 + ((grid_k - k) * 5.0) ** 2) / (2 * 8.0 ** 2))
+    distance2 = ((grid_i - i) * 0.57) ** 2 + ((grid_j - j) * 0.57) ** 2 + ((grid_k - k) * 5.0) ** 2
+    blob = np.exp(-distance2 / (2 * 8.0 ** 2))
     saliency = image.with_array(blob.astype(np.float32))
     chest = io.read_image(sample_data / "lung-tumour_context.nrrd")
     pictures = lesion_pictures(image, lesion, tmp_path, saliency=saliency, context_image=chest, size=(480, 420))
     names = [path.split("/")[-1] for path, _ in pictures]
-    assert names == ["3d_anterior.png", "3d_right.png", "3d_saliency.png", "side_by_side.png"]  # tumour: patient's right
+    # the tumour lies in the right lung: the side view looks from the patient's right
+    assert names == ["3d_anterior.png", "3d_right.png", "3d_saliency.png", "side_by_side.png"]
     for path, _ in pictures[:2]:
         rgb = read_rgb(path)
         lesion_like = (np.abs(rgb - np.array([0.95, 0.35, 0.2])) < 0.2).all(axis=2)
@@ -160,7 +162,8 @@ def test_lesion_pictures_teach(sample_data, tmp_path):
 
 
 def test_lung_landmarks_from_hu(sample_data):
-    """Lungs left and right of the midline, the airway between them and above, bone present; the tumour inside a lung."""
+    """Lungs left and right of the midline, the airway between them and above, bone present; the tumour inside
+    a lung."""
     from RadAISegmentLib.anatomy import ct_context
     chest = io.read_image(sample_data / "lung-tumour_context.nrrd")
     context = ct_context(chest)

@@ -37,7 +37,8 @@ def lung_case(sample_data):
     k, j, i = np.argwhere(labels.array).mean(axis=0)
     i += 14.0 / 0.57                                   # a heat blob 14 mm beside the lesion: both show on the slices
     grid_k, grid_j, grid_i = np.mgrid[0:48, 0:128, 0:128]
-    blob = np.exp(-(((grid_i - i) * 0.57) ** 2 + ((grid_j - j) * 0.57) ** 2 + ((grid_k - k) * 5.0) ** 2) / (2 * 6.0 ** 2))
+    distance2 = ((grid_i - i) * 0.57) ** 2 + ((grid_j - j) * 0.57) ** 2 + ((grid_k - k) * 5.0) ** 2
+    blob = np.exp(-distance2 / (2 * 6.0 ** 2))
     return image, labels, image.with_array(blob.astype(np.float32))
 
 
@@ -147,7 +148,8 @@ needs_chromium = pytest.mark.skipif(chromium_binary() is None, reason="chromium 
 
 def canvas_pixels(page: ChromiumPage, viewer: str) -> np.ndarray:
     from matplotlib import image as mpl_image
-    return mpl_image.imread(bytes_io.BytesIO(page.screenshot_element(f"#{viewer} .radai-canvas-box")), format="png")[..., :3]
+    png = page.screenshot_element(f"#{viewer} .radai-canvas-box")
+    return mpl_image.imread(bytes_io.BytesIO(png), format="png")[..., :3]
 
 
 def blue_present(pixels: np.ndarray) -> int:
@@ -176,7 +178,8 @@ def test_radai_view_page_draws_offline_and_reads_out_ras_and_values(lung_case, t
     assert run.returncode == 0, run.stderr
     with ChromiumPage(width=1200, height=1000) as page:
         page.open(tmp_path / "view.html")
-        page.wait_for("['ready', 'error'].includes(document.querySelector('.radai-viewer').dataset.status)", timeout=400)
+        page.wait_for("['ready', 'error'].includes(document.querySelector('.radai-viewer').dataset.status)",
+                      timeout=400)
         assert page.evaluate("document.querySelector('.radai-viewer').dataset.status") == "ready", page.console()
         pixels = canvas_pixels(page, "radai-viewer-1")
         assert pixels.std() > 0.05                                              # not blank
@@ -206,7 +209,8 @@ def test_the_offline_check_catches_a_page_that_reaches_out(tmp_path, lung_case):
                                          "<script>fetch('https://radai-test.invalid/data')</script></body></html>")
     from RadAIVolumetricsLib.viewer.assets import content_security_policy
     (tmp_path / "guarded.html").write_text(
-        f"<!DOCTYPE html><html><head><meta http-equiv='Content-Security-Policy' content=\"{content_security_policy()}\">"
+        "<!DOCTYPE html><html><head>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{content_security_policy()}\">"
         "</head><body><img src='http://radai-test.invalid/x.png'></body></html>")
     with ChromiumPage(width=400, height=300) as page:
         page.open(tmp_path / "leaky.html")

@@ -5,11 +5,13 @@ on a CT-like volume (default 512×512×300 at 0.78×0.78×1.5 mm, i.e. the issue
 Each run happens in its own subprocess so wall time and peak RSS are measured separately. Peak RSS is the
 child's ``VmHWM`` (``/proc/self/status``): ``ru_maxrss`` is not reset by ``exec`` on Linux, so a child of a
 parent that had just trained the network reported the parent's 5.1 GB as its own floor.
-Both pipelines read the same volume, resample it to the model spacing with SimpleITK (linear), normalise it
-the same way, and bring the uint8 labels back to the input grid with nearest neighbour; they differ only in
-the inference step (ours: body crop grown to whole windows, channels-last convolutions on CPU, slab-wise
-uint8 argmax, Gaussian stitching; MONAI: whole volume, per-class float32 output, constant weights, overlap
-0.25, sw_batch_size 1). MONAI is also run with ``mode="gaussian"`` (the wholeBody bundle's own setting):
+Both pipelines read the same volume, resample it to the model spacing (linear, edge values beyond the last
+voxel as MONAI's Spacingd), normalise it the same way, and bring the uint8 labels back to the input grid with
+nearest neighbour; they differ only in the inference step (ours: body crop grown to whole windows,
+channels-last convolutions on CPU under bfloat16 autocast where the CPU has bf16 instructions (``precision``
+in the JSON says which ran; ``ours-nocrop`` runs float32), slab-wise uint8 argmax, Gaussian stitching; MONAI:
+whole volume, per-class float32 output, constant weights, overlap 0.25, sw_batch_size 1). For MONAI's own
+bundle pipeline (its transforms, inferer and ``Invertd``) on a real CT see ``benchmarks/inference_real_ct.py``. MONAI is also run with ``mode="gaussian"`` (the wholeBody bundle's own setting):
 ``dice_agreement_vs_monai_gaussian``, and ``dice_monai_constant_vs_monai_gaussian`` shows how much this
 network's labels move when only the blending changes (same windows).
 
@@ -39,7 +41,7 @@ bounds how far below MONAI's peak any pipeline running the same network can go.
 and ``--image PATH`` (a real CT, file or DICOM folder) replace the stand-in network and the phantom; with a
 trained model, ``dice_agreement_vs_monai`` is the figure that settles what the crop costs.
 ``--json`` prints one JSON object (speedup_vs_monai, peak_rss_ratio_vs_monai, dice_agreement_vs_monai,
-lesion_seconds_per_lesion, per-spacing details).
+lesion_seconds_per_lesion, lesion_seconds_per_click, per-spacing details).
 """
 from __future__ import annotations
 
@@ -159,10 +161,9 @@ def train_briefly(network, card: dict, ct_path: Path, labels_path: Path, steps: 
 
 def child(kind: str, image_path: str, model_folder: str, spacing: float, out: str) -> None:
     """One measured run (in a subprocess): writes labels to ``out`` (.npy) and prints seconds + peak RSS."""
-    import SimpleITK as sitk
     import torch
     from RadAISegmentLib.device import choose_device
-    from RadAISegmentLib.inference import _resample, model_grid, normalise, segment_image
+    from RadAISegmentLib.inference import model_grid, normalise, segment_image
     from RadAISegmentLib.io import read_image
     from RadAISegmentLib.models.loaders import load_model_folder
     choose_device("cpu")
@@ -170,27 +171,28 @@ def child(kind: str, image_path: str, model_folder: str, spacing: float, out: st
     model = load_model_folder(model_folder)
     start = time.perf_counter()
     fast = spacing > 1.5 + 1e-6
+    precision = "fp32"
     if kind in ("ours", "ours-nocrop"):
-        labels = segment_image(image, model, device="cpu", fast=fast, crop_foreground=kind == "ours",
-                               window_weighting="gaussian" if kind == "ours" else "constant",
-                               stitch_dtype=None if kind == "ours" else torch.float32).array
+        labelmap = segment_image(image, model, device="cpu", fast=fast, crop_foreground=kind == "ours",
+                                 window_weighting="gaussian" if kind == "ours" else "constant",
+                                 stitch_dtype=None if kind == "ours" else torch.float32,
+                                 precision="auto" if kind == "ours" else "fp32")
+        labels, precision = labelmap.array, labelmap.metadata["inference_precision"]
     else:
         from monai.inferers import sliding_window_inference
+        from RadAISegmentLib.grid_resample import grid_axes, image_to_model_grid, labels_to_input_grid
         grid = model_grid(image, model, fast)
-        array = sitk.GetArrayFromImage(_resample(image, *grid, False, float(image.array.min())))
-        volume = normalise(torch.from_numpy(array.transpose(2, 1, 0).copy())[None], model.normalisation)
+        axes = grid_axes(image, *grid)                 # the same resampling both ways as ours (as MONAI's Spacingd)
+        volume = normalise(torch.from_numpy(image_to_model_grid(image, axes))[None], model.normalisation)
         with torch.inference_mode():
             mode = "gaussian" if kind == "monai-gaussian" else "constant"          # constant: MONAI's default
             logits = sliding_window_inference(volume[None], model.roi_size, 1, model.network, mode=mode)
         labels_xyz = logits[0].argmax(0).to(torch.uint8).numpy()
         del logits
-        from RadAISegmentLib.image import Image
-        small = Image(labels_xyz.transpose(2, 1, 0).copy(), grid[0], tuple(grid[2]), grid[1])
-        labels = sitk.GetArrayFromImage(_resample(small, image.spacing_mm, image.direction_lps, image.origin_lps,
-                                                  image.shape_ijk, True, 0))
+        labels = labels_to_input_grid(labels_xyz, image, axes)
     seconds = time.perf_counter() - start
     np.save(out, labels.astype(np.uint8))
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "precision": precision}))
 
 
 def peak_rss_mb() -> float:
@@ -226,24 +228,17 @@ def read_labelmap_array(path: Path) -> np.ndarray:
 
 
 def lesion_timing() -> tuple:
+    """Seconds per lesion and per correction click of the shipped lesion model (``benchmarks/lesion.py``:
+    bundled real lung CT, model warm, pre- and post-processing included); ``(None, None, why)`` without it."""
     try:
-        from RadAISegmentLib.inference import run_model
-        from RadAISegmentLib.models.cache import find_model
-        find_model("lesion-roi")
-        from RadAISegmentLib.lesion import predict  # noqa: F401
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from lesion import lesion_timings
+        figures = lesion_timings(repeats=3)
     except Exception as error:  # noqa: BLE001
-        return None, f"lesion model not available yet ({str(error).splitlines()[0][:120]})"
-    from RadAISegmentLib.io import read_image, read_labelmap
-    case = ROOT.parent / "shared" / "data" / "pyradiomics-cases"
-    image = read_image(case / "lung1_image.nrrd")
-    mask = read_labelmap(case / "lung1_label.nrrd", reference=image)
-    centre = np.argwhere(mask.array > 0).mean(0)[::-1]
-    seed = tuple(image.index_to_ras(centre[None])[0])
-    run_model(image, "lesion-roi", [seed], device="cpu")                   # load + warm-up
-    start = time.perf_counter()
-    for _ in range(3):
-        run_model(image, "lesion-roi", [seed], device="cpu")
-    return (time.perf_counter() - start) / 3, "lung1 (real case), mean of 3 runs after warm-up"
+        return None, None, f"lesion model not available ({str(error).splitlines()[0][:120]})"
+    note = (f"{figures['case']}, lesion-roi {figures['model_version']}, {figures['precision']}, "
+            f"median of 3 after warm-up")
+    return figures["lesion_seconds_per_lesion"], figures["lesion_seconds_per_click"], note
 
 
 def main() -> None:
@@ -311,7 +306,7 @@ def main() -> None:
                 "dice_agreement_without_crop_vs_monai": dice_agreement(nocrop, monai, body)}
     headline_spacing = "1.5mm" if "1.5mm" in results else next(iter(results))   # the model's own spacing first
     first = results[headline_spacing]
-    lesion_seconds, lesion_note = lesion_timing()
+    lesion_seconds, click_seconds, lesion_note = lesion_timing()
     summary = {"headline_spacing": headline_spacing,
                "speedup_vs_monai": first["speedup_vs_monai"], "peak_rss_ratio_vs_monai": first["peak_rss_ratio_vs_monai"],
                "dice_agreement_vs_monai": first["dice_agreement_vs_monai"],
@@ -320,7 +315,8 @@ def main() -> None:
                "network": str(args.model) if args.model else f"stand-in trained {args.train_steps} steps",
                "image": str(args.image) if args.image else "phantom",
                "network_dice_vs_phantom_labels": first["network_dice_vs_phantom_labels"],
-               "lesion_seconds_per_lesion": lesion_seconds, "lesion_note": lesion_note,
+               "lesion_seconds_per_lesion": lesion_seconds, "lesion_seconds_per_click": click_seconds,
+               "lesion_note": lesion_note,
                "volume_shape_ijk": shape, "volume_spacing_mm": spacing, "cpu_threads": os.cpu_count(),
                "per_spacing": results}
     if args.json:
@@ -334,7 +330,7 @@ def main() -> None:
                   + ", ".join("met" if ok else "NOT met" for ok in (row["speedup_vs_monai"] >= 2.0,
                                                                      row["peak_rss_ratio_vs_monai"] <= 0.5,
                                                                      (row["dice_agreement_vs_monai"] or 0) >= 0.99)))
-        print(f"lesion: {lesion_seconds} s/lesion ({lesion_note})")
+        print(f"lesion: {lesion_seconds} s/lesion, {click_seconds} s/click ({lesion_note})")
 
 
 if __name__ == "__main__":

@@ -46,14 +46,14 @@ def measurement_picture(logic_module, scene, out_png: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from RadAISegmentLib.image import SegmentInfo
-    from RadAISegmentLib.io import read_image, read_labelmap
+    from RadAISegmentLib.io import read_image
     from RadAISegmentLib.mrml import segmentation_node_from_labelmap, volume_node_from_image
     from RadAISegmentLib.render_slices import display_index_of_ras, render_slice
-    from RadAISegmentLib.sample_data import sample_case
+    from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
     from RadAIVolumetricsLib.mrml import rows_from_table_node
     case = sample_case("lung-tumour")
     image = read_image(case["image"])
-    lesion = read_labelmap(case["labels"])
+    lesion = load_sample_labelmap("lung-tumour")        # yellow: the outline stands apart from the axes
     volume = volume_node_from_image(image, "lung-tumour CT", scene)
     segmentation = segmentation_node_from_labelmap(lesion, "lung-tumour lesion", volume)
     table = logic_module.RadAIVolumetricsLogic().measure(segmentation, volume, drawRecistAxes=True)
@@ -116,10 +116,14 @@ def longitudinal_picture(logic_module, scene, out_png: Path) -> Path:
     outputs = logic_module.RadAIVolumetricsLogic().trackLesions(volumes, segmentations,
                                                                 [dt.date(2025, 1, 1), dt.date(2025, 4, 1)])
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    from RadAISegmentLib.mrml import labelmap_from_segmentation_node
+    from RadAISegmentLib.render import segment_bounds_ras, union_bounds
+    # one frame (the box around both timepoints' lesions) for both pictures: the same scale, so sizes compare
+    box = union_bounds([segment_bounds_ras(labelmap_from_segmentation_node(node)) for node in outputs["segmentations"]])
     with tempfile.TemporaryDirectory() as tmp:
         for ax, node, title in zip(axes[:2], outputs["segmentations"], ("Baseline 2025-01-01", "Follow-up 2025-04-01")):
             png = Path(tmp) / f"{node.GetID()}.png"
-            render_scene_3d([node], png, size=(420, 360), camera="anterior")
+            render_scene_3d([node], png, size=(420, 360), camera="anterior", focus_bounds_ras=box, margin=1.45)
             ax.imshow(mpl_image.imread(str(png)))
             names = [node.GetSegmentation().GetNthSegment(i).GetName()
                      for i in range(node.GetSegmentation().GetNumberOfSegments())]
@@ -144,12 +148,16 @@ def longitudinal_picture(logic_module, scene, out_png: Path) -> Path:
 
 
 def segment_picture(segment_module, scene, out_png: Path) -> Path:
-    """Lung tumour: one seed, Apply (lesion-roi) and Explain, as the RadAISegment buttons do; the CT
-    volume rendering, the Lesion surface and the Grad-CAM cloud seen from the patient's left."""
+    """Lung tumour: one seed, Apply (lesion-roi) and Explain, as the RadAISegment buttons do; the scene's volume,
+    segmentation and Grad-CAM nodes drawn as the demo draws a case (:func:`render_case.lesion_pictures`): the tumour
+    among landmarks of the whole chest from the front and from its side, and a Grad-CAM close-up, side by side."""
     import numpy as np
+    from matplotlib import image as mpl_image
+    from RadAISegmentLib.io import read_image
     from RadAISegmentLib.lesion.evaluate import case_prompt
-    from RadAISegmentLib.render import render_scene_3d
-    from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case
+    from RadAISegmentLib.mrml import image_from_volume_node, labelmap_from_segmentation_node
+    from RadAISegmentLib.render_case import lesion_pictures
+    from RadAISegmentLib.sample_data import load_sample_labelmap, sample_case, sample_context_path
     seed_ras, box_mm, _ = case_prompt(load_sample_labelmap("lung-tumour"))
     logic = segment_module.RadAISegmentLogic()
     volume = logic.loadVolume(str(sample_case("lung-tumour")["image"]), "lung")
@@ -161,10 +169,20 @@ def segment_picture(segment_module, scene, out_png: Path) -> Path:
     job = logic.startSegmentation(parameters)
     if not job.wait(300):
         raise RuntimeError("lesion-roi did not finish within 5 minutes")
-    segmentation = logic.finishSegmentation(job, parameters)
+    segmentation = logic.finishSegmentation(job)
     saliency = logic.explainSegmentation(volume, "lesion-roi", seedRAS=seed_ras, opacity=0.6,
                                          boxMm=parameters.boxSizeMm)   # as the Widget does
-    render_scene_3d([volume, segmentation, saliency], out_png, size=(480, 600), camera="left")
+    image = image_from_volume_node(volume)
+    with tempfile.TemporaryDirectory() as tmp:
+        pictures = lesion_pictures(image, labelmap_from_segmentation_node(segmentation, image), tmp,
+                                   saliency=image_from_volume_node(saliency),
+                                   context_image=read_image(sample_context_path("lung-tumour")),
+                                   size=(460, 420), saliency_name="Grad-CAM++")
+        panels = [mpl_image.imread(path)[..., :3] for path, _ in pictures[:3]]
+    from RadAISegmentLib.atomic import atomic_path
+    gap = np.ones((panels[0].shape[0], 6, 3))
+    with atomic_path(out_png) as tmp:
+        mpl_image.imsave(str(tmp), np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1), format="png")
     return out_png
 
 

@@ -67,7 +67,8 @@ def block_mode(labelmap: Image, factors_ijk: Sequence[int]) -> Image:
 
 
 def display_factors(image: Image, max_voxels: int) -> tuple[int, int, int]:
-    """Smallest block factors (coarsening the finest axes first) that bring the voxel count to ``max_voxels`` or fewer."""
+    """Smallest block factors (coarsening the finest axes first) that bring the voxel count to ``max_voxels``
+    or fewer."""
     if max_voxels < 1:
         raise InputError("max_voxels must be at least 1.")
     factors = [1, 1, 1]

@@ -268,6 +268,10 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     for other in images[1:]:
         reference.require_same_grid(other, "channel image")
     check_modality(reference, model)
+    if model.card.format == "nnunet_v2":                       # nnU-Net's own pipeline, reproduced
+        from .nnunet_inference import segment_nnunet
+        return segment_nnunet(images, model, device, fast, largest_component, progress, cancel, crop_foreground,
+                              precision)
     progress = progress or no_progress
     choice = choose_device(device)
     spacing, direction, origin, size = model_grid(reference, model, fast)
@@ -360,17 +364,25 @@ def check_seed(image: Image, seed_ras: Sequence[float]) -> None:
 
 def run_lesion_model(image: Image, model: LoadedModel, seeds_ras: Optional[list], box_mm: Optional[float],
                      device: str = "auto", progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None) -> Image:
-    """Segment one lesion per seed with the promptable lesion model, all crops in one batch; labels 1..n
-    on the input grid (where two lesions overlap, the earlier seed keeps the voxel)."""
-    if not seeds_ras:
-        raise InputError(f"Model '{model.card.id}' is promptable: give a seed point with --seed R,A,S (RAS mm).")
+                     cancel: Optional[CancelToken] = None, prompts: Optional[list] = None,
+                     previous: Optional[Image] = None) -> Image:
+    """Segment one lesion per prompt with the promptable lesion model, all crops in one batch; labels 1..n on
+    the input grid (where two lesions overlap, the earlier prompt keeps the voxel). ``prompts``
+    (:class:`.lesion.prompts.LesionPrompt`: seed, box, include/exclude clicks) take precedence over
+    ``seeds_ras`` + ``box_mm``; ``previous`` is an outline on the input grid to refine. The labelmap's
+    ``metadata["volume_range_ml"]`` holds each lesion's stated volume range."""
+    if not seeds_ras and not prompts:
+        raise InputError(f"Model '{model.card.id}' is promptable: give a seed point with --seed R,A,S (RAS mm) "
+                         "or a box with --box R1,A1,S1,R2,A2,S2.")
     image.require_finite()
-    for seed in seeds_ras:
+    for seed in seeds_ras or []:
         check_seed(image, seed)
     try:
-        from .lesion.predict import segment_lesions
+        from .lesion.predict import segment_prompts
+        from .lesion.prompts import LesionPrompt
     except ImportError as error:
         raise ModelError(f"The lesion model's predictor (RadAISegmentLib.lesion.predict) is not available: "
                          f"{error}.") from error
-    return segment_lesions(image, [tuple(seed) for seed in seeds_ras], box_mm, model, device, progress, cancel)
+    if not prompts:
+        prompts = [LesionPrompt(seed_ras=tuple(float(v) for v in seed), box_mm=box_mm) for seed in seeds_ras]
+    return segment_prompts(image, prompts, model, device, previous, progress, cancel)[0]

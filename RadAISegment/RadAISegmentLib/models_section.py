@@ -161,6 +161,9 @@ class ModelsSection:
             except CancelledError:
                 self.ui.installStatusLabel.text = f"Download of {job.model_id} cancelled; nothing was installed."
                 return
+            except Exception as error:
+                self.ui.installStatusLabel.text = f"Nothing was installed: {error}"
+                raise
             notes = " ".join(report.get("notes") or [])
             self.ui.installStatusLabel.text = f"Installed {report['model_id']} {report.get('version', '')}. {notes}"
             self.select_model(report["model_id"])

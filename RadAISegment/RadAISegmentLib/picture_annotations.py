@@ -90,9 +90,9 @@ def annotate(pixels: np.ndarray, camera: str, mm_per_pixel: float, legend: Seque
     ax.axis("off")
     text_colour = "white" if dark_background else "black"
     left, right, top, bottom = EDGE_LETTERS[camera]
-    for letter, (column, row, ha, va) in zip((left, right, top, bottom),
-                                             ((8, height / 2, "left", "center"), (width - 8, height / 2, "right", "center"),
-                                              (width / 2, 6, "center", "top"), (width / 2, height - 6, "center", "bottom"))):
+    places = ((8, height / 2, "left", "center"), (width - 8, height / 2, "right", "center"),
+              (width / 2, 6, "center", "top"), (width / 2, height - 6, "center", "bottom"))
+    for letter, (column, row, ha, va) in zip((left, right, top, bottom), places):
         _outlined(ax.text(column, row, letter, color=text_colour, fontsize=15, fontweight="bold", ha=ha, va=va),
                   not dark_background)
     length_mm = scale_bar_length_mm(mm_per_pixel, width)

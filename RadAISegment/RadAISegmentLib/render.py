@@ -94,7 +94,8 @@ def _check_camera(camera: str) -> None:
 
 
 def _image_transfer(image: Image, window: Optional[tuple[float, float]]):
-    """Volume-rendering ramp: ``window`` (low, high) if given; CT: bone 150..700 HU; MRI: the 70th..99.5th percentiles."""
+    """Volume-rendering ramp: ``window`` (low, high) if given; CT: bone 150..700 HU; MRI: the 70th..99.5th
+    percentiles."""
     from .anatomy import is_ct
     if window is None:
         window = (150.0, 700.0) if is_ct(image) else tuple(np.percentile(image.array, (70, 99.5)))
@@ -149,7 +150,8 @@ def union_bounds(boxes: Sequence[np.ndarray]) -> np.ndarray:
 
 def draw_scene(scene: _Scene, path_png, camera: str = "anterior", size: tuple[int, int] = (800, 600),
                focus_bounds_ras: Optional[Sequence[float]] = None, margin: float = 1.12,
-               background: Sequence[float] = (0.08, 0.09, 0.13), background_top: Optional[Sequence[float]] = (0.22, 0.25, 0.33),
+               background: Sequence[float] = (0.08, 0.09, 0.13),
+               background_top: Optional[Sequence[float]] = (0.22, 0.25, 0.33),
                title: str = "", annotate: bool = True, elevation_deg: float = 0.0,
                callouts: Sequence[Callout] = (), legend: bool = True) -> Render3D:
     """Frame, render once, annotate and write ``path_png`` atomically.
@@ -207,7 +209,8 @@ def _visible_segment_pixels(renderer, scene: _Scene, size: tuple[int, int]) -> d
 
 
 def _callout_pixels(callouts: Sequence[Callout], scene: _Scene, renderer, result: Render3D, size) -> list:
-    """``(text, (column, row), rgb)`` for the annotation layer; segments anchored on their most interior visible pixel."""
+    """``(text, (column, row), rgb)`` for the annotation layer; segments anchored on their most interior visible
+    pixel."""
     from scipy import ndimage as ndi
     visible = _visible_segment_pixels(renderer, scene, size) if any(c.segment for c in callouts) else {}
     placed = []
@@ -240,7 +243,8 @@ def render_images_3d(path_png, image: Optional[Image] = None, labelmap: Optional
     ``labelmap``: one smoothed surface per label in its segment colour at ``surface_opacity``.
     ``saliency`` (0..1): heat-coloured cloud above ``saliency_threshold``. ``context``: a labelmap of landmarks
     (:func:`.anatomy.context_structures`), drawn semi-transparent. Any grids: each is placed by its own geometry.
-    ``segment_opacity``: opacity by segment name; ``saliency_label``: the map's name in the legend. ``style``: further :func:`draw_scene` arguments
+    ``segment_opacity``: opacity by segment name; ``saliency_label``: the map's name in the legend.
+    ``style``: further :func:`draw_scene` arguments
     (background, background_top, elevation_deg, callouts, legend).
     """
     _check_camera(camera)
@@ -271,13 +275,15 @@ def _images_from_nodes(nodes_or_scene) -> tuple[list[Image], list[Image], list[I
 def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera: str = "anterior",
                     surface_opacity: float = 1.0, saliency_threshold: float = 0.3, context: bool = False,
                     volume_rendering: bool = True, focus_on_segments: bool = False, title: str = "",
-                    annotate: bool = True, **style) -> Render3D:
+                    annotate: bool = True, focus_bounds_ras: Optional[Sequence[float]] = None, margin: float = 1.12,
+                    **style) -> Render3D:
     """Render MRML nodes (or a scene) to ``path_png``.
 
     Volume nodes are volume-rendered (shaded ramp: CT bone, MRI bright tissue) unless ``volume_rendering`` is
     False; with ``context`` the first volume's landmarks (:mod:`.anatomy`) are drawn around the segments.
     Segmentation nodes: closed surfaces in segment colours. Saliency volumes: heat cloud above the threshold.
-    ``focus_on_segments``: frame the segments (plus 40 mm) instead of everything drawn.
+    ``focus_on_segments``: frame the segments (plus 40 mm) instead of everything drawn; ``focus_bounds_ras``:
+    frame this RAS box (e.g. the same box for every timepoint, so sizes compare).
     """
     from .anatomy import context_structures
     _check_camera(camera)
@@ -288,10 +294,10 @@ def render_scene_3d(nodes, path_png, size: tuple[int, int] = (800, 600), camera:
     for extra in volumes[1:] if volume_rendering else []:
         color, opacity = _image_transfer(extra, None)
         scene.add(parts.volume_actor(extra.array, extra.ijk_to_ras, color, opacity))
-    focus = None
-    if focus_on_segments and labelmaps:
+    focus = focus_bounds_ras
+    if focus is None and focus_on_segments and labelmaps:
         focus = union_bounds([segment_bounds_ras(lm) for lm in labelmaps]) + np.array([-40, 40] * 3)
-    return draw_scene(scene, path_png, camera, size, focus, title=title, annotate=annotate, **style)
+    return draw_scene(scene, path_png, camera, size, focus, margin, title=title, annotate=annotate, **style)
 
 
 def segment_bounds_ras(labelmap: Image, label: Optional[int] = None) -> np.ndarray:
@@ -301,7 +307,8 @@ def segment_bounds_ras(labelmap: Image, label: Optional[int] = None) -> np.ndarr
     if not mask.any():
         raise InputError("The labelmap is empty: nothing to frame.")
     kji = np.argwhere(mask)
-    corners = np.array([[i, j, k] for i in (kji[:, 2].min(), kji[:, 2].max()) for j in (kji[:, 1].min(), kji[:, 1].max())
-                        for k in (kji[:, 0].min(), kji[:, 0].max())], dtype=float)
+    low, high = kji.min(axis=0), kji.max(axis=0)
+    corners = np.array([[i, j, k] for i in (low[2], high[2]) for j in (low[1], high[1]) for k in (low[0], high[0])],
+                       dtype=float)
     ras = labelmap.index_to_ras(corners)
     return np.c_[ras.min(axis=0), ras.max(axis=0)].ravel()

@@ -90,7 +90,8 @@ def lesion_pictures(image: Image, labelmap: Image, out_dir, saliency: Optional[I
         render_images_3d(path, labelmap=labelmap, context=context, camera=camera, size=size, callouts=callouts,
                          title=f"{camera.capitalize()} view")
         pictures.append((str(path), f"3D, seen from the patient's {camera if camera != 'anterior' else 'front'}: "
-                         f"the segmentation (solid) among landmarks derived from the image's own values ({context_names}; "
+                         "the segmentation (solid) among landmarks derived from the image's own values "
+                         f"({context_names}; "
                          "lungs see-through). The segment is also drawn faintly on top, so it shows through ribs. "
                          "Letters mark the patient's sides; the bar gives the scale."))
     if saliency is not None:

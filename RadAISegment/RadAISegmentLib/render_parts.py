@@ -220,11 +220,12 @@ def overlay_renderer(main_renderer, props: Sequence):
     return renderer
 
 
-def orientation_cube(main_renderer, viewport=(0.0, 0.0, 0.17, 0.23)):
+def orientation_cube(main_renderer, viewport=(0.0, 0.0, 0.13, 0.18)):
     """A small renderer in ``viewport`` holding an R/L/A/P/S/I cube that turns with ``main_renderer``'s camera."""
     import vtk
     cube = vtk.vtkAnnotatedCubeActor()
-    for face, text in (("XPlus", "R"), ("XMinus", "L"), ("YPlus", "A"), ("YMinus", "P"), ("ZPlus", "S"), ("ZMinus", "I")):
+    faces = (("XPlus", "R"), ("XMinus", "L"), ("YPlus", "A"), ("YMinus", "P"), ("ZPlus", "S"), ("ZMinus", "I"))
+    for face, text in faces:
         getattr(cube, f"Set{face}FaceText")(text)
     cube.SetFaceTextScale(0.55)
     cube.GetCubeProperty().SetColor(0.82, 0.84, 0.88)

@@ -72,8 +72,10 @@ def prefer_channels_last(network: torch.nn.Module, choice: DeviceChoice, spatial
     return True
 
 
-#: Stitch in float32 (fastest to accumulate into) while the per-class slab buffer stays below this size;
-#: float16 above it (half the memory; argmax is unchanged except for near-ties).
+#: A float32 network's logits are stitched in float32 (fastest to accumulate into) while the per-class slab
+#: buffer stays below this size, in float16 above it (half the memory; argmax is unchanged except for
+#: near-ties). A network running in bfloat16/float16 is always stitched in float16: its logits carry 8 (11)
+#: significant bits, fewer than float16's 11, so a float32 buffer would only double the largest allocation.
 FLOAT32_STITCH_LIMIT_BYTES = 2 << 30
 
 
@@ -132,7 +134,8 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
         weight = weight.unsqueeze(-1)
     if accumulate_dtype is None:
         buffer_bytes = out_channels * padded[0] * padded[1] * roi[2] * 4
-        accumulate_dtype = torch.float16 if buffer_bytes > FLOAT32_STITCH_LIMIT_BYTES else torch.float32
+        low_precision = choice.precision != "fp32" or buffer_bytes > FLOAT32_STITCH_LIMIT_BYTES
+        accumulate_dtype = torch.float16 if low_precision else torch.float32
     channels_last = prefer_channels_last(predictor, choice, spatial_dims)
     total = len(starts[0]) * len(starts[1]) * len(starts[2])
     labels = np.zeros(padded, dtype=np.uint8)

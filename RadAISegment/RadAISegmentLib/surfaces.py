@@ -47,7 +47,8 @@ def _outward(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 def mask_mesh_ras(mask: np.ndarray, grid: Image, smoothing_mm: float = 1.5, step: int = 1,
                   level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Closed surface of a ``[k, j, i]`` mask on ``grid``: ``(vertices (N, 3) float32 RAS mm, triangles (M, 3) uint32)``.
+    """Closed surface of a ``[k, j, i]`` mask on ``grid``: ``(vertices (N, 3) float32 RAS mm,
+    triangles (M, 3) uint32)``.
 
     ``step``: marching-cubes step in field voxels (2 = about a quarter of the triangles). ``level``: iso-value of a
     continuous map given as ``mask`` (e.g. saliency at 0.3), which is then not smoothed. Empty mask: empty arrays.

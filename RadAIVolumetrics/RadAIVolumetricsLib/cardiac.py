@@ -61,8 +61,11 @@ def ejection_fraction_from_pair(ed_labelmap: Image, es_labelmap: Image, label: i
 
 def ejection_fraction_from_sequence(labelmaps: Sequence[Image], label: int | str = "LV blood pool",
                                     myocardium: Optional[int | str] = None, heart_rate_bpm: Optional[float] = None,
-                                    ed_phase: Optional[int] = None, es_phase: Optional[int] = None) -> dict:
-    """EF over a cardiac cycle: ED/ES = max/min blood-pool volume unless given; adds the volume curve."""
+                                    ed_phase: Optional[int] = None, es_phase: Optional[int] = None,
+                                    times_ms: Optional[Sequence[float]] = None) -> dict:
+    """EF over a cardiac cycle: ED/ES = max/min blood-pool volume unless given; adds the volume curve
+    (``volumes_ml``; ``times_ms``: the phases' trigger times when given, else evenly spread over one R-R
+    interval of ``heart_rate_bpm``)."""
     if len(labelmaps) < 2:
         raise InputError("A sequence needs at least two phases.")
     volumes = [label_volume_ml(labelmap, label) for labelmap in labelmaps]
@@ -71,7 +74,9 @@ def ejection_fraction_from_sequence(labelmaps: Sequence[Image], label: int | str
     myocardium_ml = label_volume_ml(labelmaps[ed], myocardium) if myocardium is not None else None
     result = _result(volumes[ed], volumes[es], ed, es, myocardium_ml, heart_rate_bpm)
     result["volumes_ml"] = volumes
-    if heart_rate_bpm:
+    if times_ms is not None:
+        result["times_ms"] = [float(t) for t in times_ms]
+    elif heart_rate_bpm:
         result["times_ms"] = [phase * 60000.0 / heart_rate_bpm / len(volumes) for phase in range(len(volumes))]
     return result
 

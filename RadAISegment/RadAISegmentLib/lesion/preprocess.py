@@ -141,9 +141,9 @@ def build_crop(image: Image, prompt: LesionPrompt, settings: PromptSettings = Pr
     include = _points_in_crop(image, geometry, prompt.include_ras, "Include click")
     exclude = _points_in_crop(image, geometry, prompt.exclude_ras, "Exclude click")
     if prompt.seed_ras is not None:
-        seed = np.asarray(prompt.seed_ras, float)
+        seed_ras = np.asarray(prompt.seed_ras, float)
         for point in prompt.exclude_ras:
-            if np.linalg.norm(np.asarray(point, float) - seed) < 0.5 * max(image.spacing_mm):
+            if np.linalg.norm(np.asarray(point, float) - seed_ras) < 0.5 * max(image.spacing_mm):
                 raise InputError("An exclude click lies on the seed of the same lesion; the seed marks lesion. "
                                  "Move the seed or the exclude click.")
     low = high = None

@@ -10,7 +10,7 @@ from ..errors import ModelError
 from ..image import SegmentInfo, TerminologyCode, default_color
 
 TASKS = ("segmentation", "promptable-lesion", "brain-extraction")
-FORMATS = ("state_dict", "torchscript", "monai_bundle")
+FORMATS = ("state_dict", "torchscript", "monai_bundle", "nnunet_v2")
 NORMALISATION_KINDS = ("ct_window", "scale_range", "zscore", "zscore_nonzero", "percentile", "scale_minmax", "none")
 
 
@@ -62,6 +62,12 @@ class ModelCard:
 
     @property
     def weights_sha256(self) -> str:
+        """The weights' SHA-256; for models of several files (``weights.files``) a digest over all of them."""
+        files = self.weights.get("files")
+        if files:
+            import hashlib
+            text = json.dumps(sorted((str(f.get("file")), str(f.get("sha256"))) for f in files))
+            return hashlib.sha256(text.encode()).hexdigest()
         return str(self.weights.get("sha256", ""))
 
     @property

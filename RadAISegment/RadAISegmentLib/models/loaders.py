@@ -217,6 +217,9 @@ def load_from_card(card: ModelCard, trusted: Optional[bool] = None) -> LoadedMod
     """Load the network a validated card describes (weights checksummed first)."""
     if card.format == "monai_bundle":
         return load_bundle(card, trusted)
+    if card.format == "nnunet_v2":
+        from .nnunet import load_nnunet
+        return load_nnunet(card, trusted)
     path = verify_weights(card, weights_path(card))
     if card.format == "torchscript":
         try:
@@ -237,6 +240,9 @@ def load_model_folder(folder: str | Path, trusted: Optional[bool] = None) -> Loa
     folder = Path(folder)
     if (folder / "card.json").is_file():
         return load_from_card(load_card(folder), trusted)
+    from .nnunet import is_nnunet_path, load_path
+    if is_nnunet_path(folder):                                  # nnU-Net result folder(s) or a zip of them
+        return load_path(folder, bool(trusted))
     from .cache import _bundle_card
     from .card import parse_card
     with tempfile.TemporaryDirectory() as tmp:

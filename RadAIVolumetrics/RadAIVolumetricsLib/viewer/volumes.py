@@ -157,7 +157,8 @@ def case_payload(case: ViewerCase, max_voxels: int = DEFAULT_MAX_VOXELS) -> dict
                      f"(labels: the most frequent), {case.image.shape_ijk} → {image.shape_ijk} voxels at "
                      f"{', '.join(f'{s:.3g}' for s in image.spacing_mm)} mm.")
     low, high = case.window or _default_window(image)
-    layers = [{"role": "image", "title": case.image_name, "file": "image.nii.gz", "colormap": "radai-image", "opacity": 1.0,
+    layers = [{"role": "image", "title": case.image_name, "file": "image.nii.gz", "colormap": "radai-image",
+               "opacity": 1.0,
                "cal_min": float(low), "cal_max": float(high), "unit": case.unit, "base64": nifti_base64(image)}]
     if labelmap is not None:
         display, lut, entries = label_display(labelmap)
@@ -168,7 +169,8 @@ def case_payload(case: ViewerCase, max_voxels: int = DEFAULT_MAX_VOXELS) -> dict
         values = np.round(np.clip(np.asarray(saliency.array, dtype=np.float32), 0.0, 1.0) * 1000) / 1000
         layers.append({"role": "saliency", "title": case.saliency_name, "file": "saliency.nii.gz",
                        "colormap": "radai-heat", "opacity": 0.7, "cal_min": float(case.saliency_threshold),
-                       "cal_max": 1.0, "unit": "", "base64": nifti_base64(saliency.with_array(values.astype(np.float32)))})
+                       "cal_max": 1.0, "unit": "",
+                       "base64": nifti_base64(saliency.with_array(values.astype(np.float32)))})
     meshes = case_meshes(case.surface_labelmap if case.surface_labelmap is not None else case.labelmap,
                          case.surface_saliency if case.surface_saliency is not None else case.saliency,
                          case.context, case.saliency_name)

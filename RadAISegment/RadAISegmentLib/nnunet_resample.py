@@ -1,0 +1,203 @@
+"""nnU-Net v2's resampling, reproduced: image to the plans' spacing, logits back to the input's voxels.
+
+Arrays are nnU-Net's ``(c, d0, d1, d2)`` after ``transpose_forward``; spacings are mm in that order.
+
+Image → plans spacing: exactly nnU-Net's ``resample_data_or_seg_to_shape`` — ``skimage.transform.resize``
+(spline ``order`` from the plans, edge mode, no anti-aliasing), per slice plus ``order_z`` along the
+low-resolution axis when the spacing is anisotropic (> 3×). Computed in float32: scikit-image interpolates
+in float64 either way and nnU-Net stores float32, so the values are identical at half the memory.
+
+Logits → input voxels: nnU-Net resamples every class's logits to the input's shape (linear, nearest along a
+separate low-resolution axis) and takes the argmax there — C full-resolution arrays. :class:`LabelExporter`
+gives the same labels slab by slab from model-resolution logits: where all model voxels an output voxel
+interpolates from have the same argmax, a convex combination cannot change it (the label is copied); only
+where they differ are the logits interpolated (float64, rounded to float16 as nnU-Net stores them).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+SEPARATE_Z_THRESHOLD = 3.0
+#: Boundary voxels whose logits are interpolated at once (bounds the float64 temporaries: classes × this).
+MIXED_CHUNK = 1 << 18
+
+
+def new_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
+    """Voxels per axis at ``target`` spacing (nnU-Net's rule: ``round(spacing / target · shape)``)."""
+    return tuple(int(round(s / t * n)) for s, t, n in zip(spacing, target, shape))
+
+
+def _lowres_axes(spacing: Sequence[float]) -> np.ndarray:
+    return np.where(max(spacing) / np.array(spacing) == 1)[0]
+
+
+def separate_axis(current: Sequence[float], target: Sequence[float], force: Optional[bool] = None,
+                  threshold: float = SEPARATE_Z_THRESHOLD) -> Optional[int]:
+    """The axis nnU-Net resamples on its own (anisotropic spacing), or None (one 3D interpolation)."""
+    if force is not None:
+        axes = _lowres_axes(current) if force else None
+    elif max(current) / min(current) > threshold:
+        axes = _lowres_axes(current)
+    elif max(target) / min(target) > threshold:
+        axes = _lowres_axes(target)
+    else:
+        axes = None
+    return int(axes[0]) if axes is not None and len(axes) == 1 else None
+
+
+def axis_nearest(size_in: int, size_out: int) -> np.ndarray:
+    """Input index per output index along one axis, as ``map_coordinates(order=0, mode="nearest")`` picks
+    it at nnU-Net's coordinates ``in/out · (o + 0.5) − 0.5``."""
+    scale = float(size_in) / size_out
+    coordinate = scale * (np.arange(size_out) + 0.5) - 0.5
+    return np.clip(np.floor(coordinate + 0.5), 0, size_in - 1).astype(np.int64)
+
+
+def axis_linear(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(low, high, weight of high)`` per output index: linear interpolation at ``scipy.ndimage.zoom``'s
+    grid-mode coordinates ``(o + 0.5) · in/out − 0.5``, clamped to the edge voxels (skimage's edge mode)."""
+    coordinate = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    coordinate = np.clip(coordinate, 0, size_in - 1)
+    low = np.floor(coordinate).astype(np.int64)
+    weight = coordinate - low
+    high = np.minimum(low + 1, size_in - 1)
+    weight[high == low] = 0.0
+    high[weight == 0.0] = low[weight == 0.0]
+    return low, high, weight
+
+
+def resample_image(data: np.ndarray, shape: Sequence[int], current: Sequence[float], target: Sequence[float],
+                   order: int = 3, order_z: int = 0, force_separate_z: Optional[bool] = None,
+                   anisotropy_threshold: float = SEPARATE_Z_THRESHOLD) -> np.ndarray:
+    """nnU-Net's image resampling of ``data`` ``(c, d0, d1, d2)`` (float32) to ``shape`` (float32)."""
+    from skimage.transform import resize
+    shape = tuple(int(s) for s in shape)
+    if tuple(data.shape[1:]) == shape:
+        return data
+    data = data.astype(np.float32, copy=False)
+    axis = separate_axis(current, target, force_separate_z, anisotropy_threshold)
+    out = np.empty((data.shape[0],) + shape, dtype=np.float32)
+    for c in range(data.shape[0]):
+        if axis is None:
+            out[c] = resize(data[c], shape, order, mode="edge", anti_aliasing=False)
+            continue
+        in_plane = tuple(s for a, s in enumerate(shape) if a != axis)
+        slices = np.moveaxis(data[c], axis, 0)
+        planar = np.stack([resize(s, in_plane, order, mode="edge", anti_aliasing=False) for s in slices])
+        if data.shape[1 + axis] != shape[axis]:
+            planar = _along_axis0(planar, shape[axis], order_z)
+        out[c] = np.moveaxis(planar, 0, axis)
+    return out
+
+
+def _along_axis0(volume: np.ndarray, size: int, order: int) -> np.ndarray:
+    """nnU-Net's ``map_coordinates`` step along the separate axis: nearest (order 0) or linear (order 1)."""
+    if order == 0:
+        return volume[axis_nearest(volume.shape[0], size)]
+    if order == 1:
+        low, high, weight = axis_linear(volume.shape[0], size)
+        w = weight[:, None, None]
+        return ((1.0 - w) * volume[low].astype(np.float64) + w * volume[high]).astype(volume.dtype)
+    raise ValueError(f"order_z {order} is not supported (nnU-Net's default is 0)")
+
+
+class AxisMap:
+    """Per output index along one axis: the model indices it interpolates from and the high one's weight."""
+
+    def __init__(self, size_model: int, size_out: int, linear: bool) -> None:
+        if linear and size_model != size_out:
+            self.low, self.high, self.weight = axis_linear(size_model, size_out)
+        else:
+            self.low = axis_nearest(size_model, size_out) if size_model != size_out else np.arange(size_out)
+            self.high, self.weight = self.low.copy(), np.zeros(size_out)
+
+
+def logits_axis_maps(model_shape: Sequence[int], out_shape: Sequence[int], model_spacing: Sequence[float],
+                     out_spacing: Sequence[float], settings: dict) -> list[AxisMap]:
+    """How nnU-Net's ``resampling_fn_probabilities`` (``settings``: order, order_z, force_separate_z)
+    maps the model grid onto the input's cropped grid, one :class:`AxisMap` per axis."""
+    if settings["order"] not in (0, 1) or settings["order_z"] not in (0, 1):
+        raise ValueError("only orders 0 and 1 of nnU-Net's logit resampling are supported")
+    if tuple(model_shape) == tuple(out_shape):
+        return [AxisMap(n, n, True) for n in out_shape]
+    axis = separate_axis(model_spacing, out_spacing, settings["force_separate_z"], settings["anisotropy_threshold"])
+    return [AxisMap(m, o, (settings["order_z"] if a == axis else settings["order"]) == 1)
+            for a, (m, o) in enumerate(zip(model_shape, out_shape))]
+
+
+def _homogeneous(labels: np.ndarray, maps: list[AxisMap], rows: np.ndarray, row_offset: int) -> np.ndarray:
+    """Label per output voxel where every model voxel it interpolates from agrees, −1 elsewhere.
+    ``labels`` are model rows starting at ``row_offset``; ``rows`` the output rows wanted."""
+    current = labels.astype(np.int16)
+    for axis in (2, 1):
+        low = np.take(current, maps[axis].low, axis=axis)
+        high = np.take(current, maps[axis].high, axis=axis)
+        low[low != high] = -1
+        current = low
+    low = current[maps[0].low[rows] - row_offset]
+    high = current[maps[0].high[rows] - row_offset]
+    low[low != high] = -1
+    return low
+
+
+def _interpolated_labels(logits: torch.Tensor, maps: list[AxisMap], voxels: tuple, row_offset: int,
+                         head_dtype: torch.dtype) -> torch.Tensor:
+    """Argmax of the interpolated logits (float64, rounded to ``head_dtype``) at output ``voxels``."""
+    total = None
+    corners = []
+    for axis, index in enumerate(voxels):
+        m = maps[axis]
+        weight = torch.from_numpy(m.weight[index])
+        corners.append(((torch.from_numpy(m.low[index]), 1.0 - weight), (torch.from_numpy(m.high[index]), weight)))
+    for (i0, w0) in corners[0]:
+        for (i1, w1) in corners[1]:
+            for (i2, w2) in corners[2]:
+                value = logits[:, i0 - row_offset, i1, i2].double() * (w0 * w1 * w2)
+                total = value if total is None else total + value
+    return total.to(head_dtype).argmax(0)
+
+
+class LabelExporter:
+    """Labels on the input's (cropped, transposed) grid from model-resolution logits arriving in row order.
+
+    ``add(start_row, logits)`` takes finished model rows ``(C, rows, m1, m2)``; output rows are emitted into
+    ``self.labels`` (uint8 or uint16 of head indices) as soon as the model rows they need have arrived.
+    """
+
+    def __init__(self, maps: list[AxisMap], out_shape: Sequence[int], n_heads: int) -> None:
+        self.maps = maps
+        self.labels = np.zeros(tuple(out_shape), dtype=np.uint8 if n_heads < 255 else np.uint16)
+        self.next_row = 0
+        self.held: Optional[torch.Tensor] = None
+        self.held_start = 0
+
+    def add(self, start: int, logits: torch.Tensor) -> None:
+        """Take model rows ``start .. start + logits.shape[1]`` (contiguous with the previous call)."""
+        if self.held is None:
+            self.held, self.held_start = logits, start
+        else:
+            needed = int(self.maps[0].low[self.next_row]) if self.next_row < len(self.maps[0].low) else start
+            drop = min(max(0, needed - self.held_start), self.held.shape[1])
+            self.held = torch.cat([self.held[:, drop:], logits], dim=1)
+            self.held_start += drop
+        available = self.held_start + self.held.shape[1]
+        rows_end = int(np.searchsorted(self.maps[0].high, available, side="left"))
+        self._emit(self.next_row, rows_end)
+        self.next_row = max(self.next_row, rows_end)
+
+    def _emit(self, first: int, last: int) -> None:
+        if last <= first:
+            return
+        rows = np.arange(first, last)
+        heads = self.held.argmax(0).numpy()
+        block = _homogeneous(heads, self.maps, rows, self.held_start)
+        mixed = np.nonzero(block < 0)
+        for chunk in range(0, mixed[0].size, MIXED_CHUNK):
+            part = tuple(m[chunk:chunk + MIXED_CHUNK] for m in mixed)
+            voxels = (rows[part[0]], part[1], part[2])
+            block[part] = _interpolated_labels(self.held, self.maps, voxels, self.held_start,
+                                               self.held.dtype).numpy()
+        self.labels[first:last] = block
