@@ -173,3 +173,24 @@ def test_calibration_reaches_the_asked_coverage_on_its_cases():
 def test_change_within_uncertainty_means_overlapping_ranges():
     assert change_within_uncertainty((1.0, 1.4), (1.3, 1.8))
     assert not change_within_uncertainty((1.0, 1.2), (1.3, 1.8))
+
+
+def test_the_inference_input_holds_each_point_where_training_puts_it():
+    """The seed (a wide Gaussian of peak SEED_PEAK) and the clicks land in the crop at their own positions, as the
+    training data's channels (``stack_channels`` with crop coordinates) put them; an oblique image's RAS points
+    go through the crop's geometry, never used as crop coordinates."""
+    from RadAISegmentLib.lesion.prompts import SEED_PEAK, SEED_SIGMA_VOXELS, positive_channel
+    image = oblique_image()
+    seed = tuple(image.index_to_ras(np.array([18.0, 20.0, 10.0])))
+    include = tuple(image.index_to_ras(np.array([22.0, 20.0, 10.0])))
+    exclude = tuple(image.index_to_ras(np.array([14.0, 20.0, 10.0])))
+    prompt = LesionPrompt(seed_ras=seed, box_mm=30.0, include_ras=[include], exclude_ras=[exclude])
+    crop = build_crop(image, prompt, PromptSettings(grid=32))
+    at = [crop.geometry.lps_to_kji(image.index_to_lps(image.ras_to_index(np.asarray(p)))) for p in (seed, include, exclude)]
+    assert np.allclose(at[0], 15.5, atol=1e-6)                                    # the cube is centred on the seed
+    assert np.allclose(crop.tensor[1], positive_channel(at[0], [at[1]], 32), atol=1e-6)
+    assert np.allclose(crop.tensor[2], point_channel([at[2]], 32), atol=1e-6)
+    assert crop.tensor[1].max() > np.exp(-3 * 0.25 / 8)          # the include click (at most half a voxel off grid)
+    near_seed = tuple(int(round(v)) for v in at[0])
+    assert crop.tensor[1][near_seed] == pytest.approx(
+        SEED_PEAK * np.exp(-np.sum((np.array(near_seed) - at[0]) ** 2) / (2 * SEED_SIGMA_VOXELS ** 2)), rel=1e-4)
