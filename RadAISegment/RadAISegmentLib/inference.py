@@ -313,16 +313,22 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
         result = np.ascontiguousarray(labels_xyz.transpose(2, 1, 0))
     else:                                                       # nearest, border: edge structures keep their rim
         result = labels_to_input_grid(labels_xyz, reference, axes)
+    return finished_labelmap(reference, result, model, ran[-1], largest_component, progress, cancel)
+
+
+def finished_labelmap(reference: Image, labels_kji: np.ndarray, model: LoadedModel, ran: DeviceChoice,
+                      largest_component: bool, progress: ProgressCallback, cancel: Optional[CancelToken]) -> Image:
+    """The uint8 labelmap on the input grid (``labels_kji``), each label's largest component when asked, with
+    the model's segments that occur and how the network ran (``inference_precision``, ``inference_device``)."""
     if largest_component:
-        result = largest_components(result)
+        labels_kji = largest_components(labels_kji)
     if cancel is not None:
         cancel.raise_if_cancelled()
     progress(1.0, "done")
-    present = set(np.unique(result).tolist())
+    present = set(np.unique(labels_kji).tolist())
     segments = tuple(s for s in model.segments if s.label in present) or tuple(model.segments)
-    return reference.with_array(result.astype(np.uint8), segments=segments,
-                                inference_precision=precision_report(ran[-1]),
-                                inference_device=str(ran[-1].device))
+    return reference.with_array(labels_kji.astype(np.uint8, copy=False), segments=segments,
+                                inference_precision=precision_report(ran), inference_device=str(ran.device))
 
 
 @functools.lru_cache(maxsize=8)

@@ -28,7 +28,7 @@ import torch
 from .device import DeviceChoice, choose_device, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import ModelError
 from .image import Image
-from .inference import RAS_AXES_LPS, foreground_box, largest_components, looks_like_ct, precision_report
+from .inference import RAS_AXES_LPS, finished_labelmap, foreground_box, looks_like_ct
 from .models.loaders import LoadedModel
 from .models.nnunet import Configuration, Part
 from .nnunet_resample import LabelExporter, logits_axis_maps, new_shape, resample_image
@@ -307,12 +307,4 @@ def segment_nnunet(images: Sequence[Image], model: LoadedModel, device: str = "a
         done += windows
     if axes is not None:
         result = np.ascontiguousarray(unoriented(result, *axes))
-    if largest_component:
-        result = largest_components(result)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    progress(1.0, "done")
-    present = set(np.unique(result).tolist())
-    segments = tuple(s for s in model.segments if s.label in present) or tuple(model.segments)
-    return reference.with_array(result, segments=segments, inference_precision=precision_report(ran[-1]),
-                                inference_device=str(ran[-1].device))
+    return finished_labelmap(reference, result, model, ran[-1], largest_component, progress, cancel)

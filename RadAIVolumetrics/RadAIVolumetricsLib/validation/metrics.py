@@ -1,24 +1,6 @@
-"""Voxel and lesion-wise agreement metrics between a prediction and a reference mask (voxel overlap:
-:mod:`RadAISegmentLib.overlap`).
-
-All metrics are computed on the reference's voxel grid with its exact physical
-spacing (mm, anisotropic allowed). Arrays are boolean masks indexed ``[k, j, i]``
-and ``spacing_mm`` is ``(i, j, k)`` as everywhere in RadAI.
-
-Surfaces follow MONAI's convention so results can be cross-checked against
-``monai.metrics``: a surface voxel is a mask voxel with at least one
-face-neighbour (6-connectivity) outside the mask; the distance from a surface
-voxel to the other mask's surface is the Euclidean distance between voxel
-centres in mm.
-
-Empty masks are defined explicitly, never as a silent NaN:
-
-==================  ==========  ==============================================
-reference / pred    Dice, IoU   HD95, ASSD, NSD
-==================  ==========  ==============================================
-both empty          1.0         0.0 mm, 0.0 mm, 1.0 (``status = "both_empty"``)
-one empty           0.0         ``None`` (undefined), NSD 0.0 (``status`` says which)
-==================  ==========  ==============================================
+"""Voxel and lesion-wise agreement metrics between a prediction and a reference mask. Voxel overlap (Dice,
+IoU, HD95, ASSD, NSD, volume) lives in :mod:`RadAISegmentLib.overlap`, whose docstring states the grid,
+axis order, surface convention (MONAI's) and how empty masks are defined; lesion-wise metrics here follow it.
 """
 from __future__ import annotations
 
