@@ -1,11 +1,12 @@
 """Benchmark on a real CT: RadAI vs MONAI's own ``wholeBody_ct_segmentation`` bundle pipeline, same weights.
 
 Input (default): the PyRadiomics ``lung1`` chest CT (512×512×48, 0.57×0.57×5 mm, BSD-3) from
-``../shared/data/pyradiomics-cases``; ``--image`` takes any CT file or DICOM folder (e.g. the TotalSegmentator
-example series ``../shared/data/totalsegmentator-examples/example_ct_dicom``, 512×512×20). Using lung1 as a
-benchmark *input* is fine: nothing here evaluates lesion segmentation.
+``../shared/data/pyradiomics-cases`` when present, else the real CT DICOM series bundled for the tests
+(``Testing/Data/ct-dicom``: the TotalSegmentator example chest CT, cropped in-plane to 256×208×20), so that a
+bare clone runs it; ``--image`` takes any CT file or DICOM folder. Using lung1 as a benchmark *input* is fine:
+nothing here evaluates lesion segmentation.
 
-Model: the real bundle config (``../shared/data/monai-bundle-configs/wholeBody_ct_segmentation``: SegResNet,
+Model: the real bundle config (``Testing/Data/monai-bundle-configs/wholeBody_ct_segmentation``, as published: SegResNet,
 105 classes, Orientationd RAS, Spacingd 1.5 mm (3 mm with ``highres`` off), NormalizeIntensityd(nonzero) +
 ScaleIntensityd(-1, 1), SlidingWindowInferer 96³ / overlap 0.25 / Gaussian / replicate padding, softmax →
 argmax → Invertd(nearest)). The published weights are not reachable here, so the benchmark makes weights of
@@ -48,8 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "RadAISegment"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_CT = SHARED / "pyradiomics-cases" / "lung1_image.nrrd"
-BUNDLE_CONFIG = SHARED / "monai-bundle-configs" / "wholeBody_ct_segmentation"
+#: the full-resolution lung1 CT when ../shared holds it; else the real CT DICOM series bundled for the tests
+#: (TotalSegmentator example chest CT, cropped; Testing/Data/PROVENANCE.md), so a bare clone runs it too
+DEFAULT_CT = next((path for path in (SHARED / "pyradiomics-cases" / "lung1_image.nrrd", ROOT / "Testing" / "Data" / "ct-dicom")
+                   if path.exists()), ROOT / "Testing" / "Data" / "ct-dicom")
+#: the real bundle config, bundled in the repository (identical to the published one, Testing/Data/PROVENANCE.md)
+BUNDLE_CONFIG = ROOT / "Testing" / "Data" / "monai-bundle-configs" / "wholeBody_ct_segmentation"
 PSEUDO_LABELS = {1: "soft tissue", 2: "fat", 3: "lung", 4: "bone"}
 KINDS = ("monai", "ours", "ours-fp32", "ours-nocrop-fp32")
 
@@ -261,7 +266,7 @@ def main() -> None:
         child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]), sys.argv[7])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default=str(DEFAULT_CT), help="a real CT (file or DICOM folder); default lung1")
+    parser.add_argument("--image", default=str(DEFAULT_CT), help="a real CT (file or DICOM folder); default lung1 (../shared) or the bundled CT series")
     parser.add_argument("--spacings", default="1.5", help="model spacings: 1.5 (the bundle's) and/or 3 (fast)")
     parser.add_argument("--train-steps", type=int, default=240, help="brief training on the CT's pseudo-labels")
     parser.add_argument("--network-cache", help="folder keeping the trained bundle for later runs")

@@ -92,11 +92,23 @@ def _measured(metrics: Mapping[str, Any], prefix: str = ""):
     (not of baselines), depth first."""
     for key, value in metrics.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and "baseline" not in key:
+        if key == "real_tumours" and isinstance(value, Mapping) and isinstance(value.get("models"), Mapping):
+            yield from _real_tumours(value["models"])
+        elif isinstance(value, Mapping) and "baseline" not in key:
             yield from _measured(value, f"{path} " if key not in ("model", "real_tumours") else prefix)
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 "dice" in key and "offset" not in key or "volume_error" in key):
             yield path.replace("_", " "), float(value)
+
+
+def _real_tumours(models: Mapping[str, Any]):
+    """An interactive lesion model's real-tumour record (``{model: {case: [rows per click]}}``, the card's own
+    model first): each case's Dice and volume error without clicks."""
+    for case, rows in next(iter(models.values()), {}).items():
+        if rows and isinstance(rows[0], Mapping):
+            for name in ("dice", "volume_error_percent"):
+                if isinstance(rows[0].get(name), (int, float)):
+                    yield f"{case} {name.replace('_', ' ')}", float(rows[0][name])
 
 
 def parse_card(data: Mapping[str, Any], folder: Optional[Path] = None) -> ModelCard:
