@@ -147,6 +147,14 @@ def longitudinal_picture(logic_module, scene, out_png: Path) -> Path:
     return save_figure(figure, out_png)
 
 
+def saliency_method_name(model_id: str) -> str:
+    """The saliency method the model's card names (what Explain runs), as users read it."""
+    from RadAISegmentLib.models.cache import find_model
+    from RadAISegmentLib.saliency import METHOD_NAMES
+    method = (find_model(model_id).as_dict().get("saliency") or {}).get("method", "gradcam")
+    return METHOD_NAMES.get(method, method)
+
+
 def segment_picture(segment_module, scene, out_png: Path) -> Path:
     """Lung tumour: one seed, Apply (lesion-roi) and Explain, as the RadAISegment buttons do; the scene's volume,
     segmentation and Grad-CAM nodes drawn as the demo draws a case (:func:`render_case.lesion_pictures`): the tumour
@@ -177,7 +185,7 @@ def segment_picture(segment_module, scene, out_png: Path) -> Path:
         pictures = lesion_pictures(image, labelmap_from_segmentation_node(segmentation, image), tmp,
                                    saliency=image_from_volume_node(saliency),
                                    context_image=read_image(sample_context_path("lung-tumour")),
-                                   size=(460, 420), saliency_name="Grad-CAM++")
+                                   size=(460, 420), saliency_name=saliency_method_name("lesion-roi"))
         panels = [mpl_image.imread(path)[..., :3] for path, _ in pictures[:3]]
     from RadAISegmentLib.atomic import atomic_path
     gap = np.ones((panels[0].shape[0], 6, 3))

@@ -177,3 +177,10 @@ def run_with_cpu_fallback(work: Callable[[DeviceChoice], T], choice: DeviceChoic
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return work(choose_device("cpu"))
+
+
+def precision_report(choice: DeviceChoice) -> str:
+    """What ran, for users and logs: e.g. ``"bf16 (CPU autocast, avx512_bf16)"``, ``"fp32"``, ``"fp16 (CUDA)"``."""
+    if choice.precision == "bf16":
+        return f"bf16 (CPU autocast, {cpu_bf16_instructions() or 'emulated: no bf16 instructions'})"
+    return "fp16 (CUDA autocast)" if choice.precision == "fp16" else "fp32"

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .device import DeviceChoice, choose_device, cpu_bf16_instructions, resolve_cpu_precision, run_with_cpu_fallback
+from .device import DeviceChoice, choose_device, precision_report, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import InputError, ModelError
 from .grid_resample import grid_axes, image_to_model_grid, labels_to_input_grid
 from .image import Image
@@ -235,13 +235,6 @@ def network_precision(model: LoadedModel, requested: str = "auto") -> str:
         elif isinstance(model.network, torch.jit.ScriptModule):
             return "fp32"
     return resolve_cpu_precision(requested)
-
-
-def precision_report(choice: DeviceChoice) -> str:
-    """What ran, for users and logs: e.g. ``"bf16 (CPU autocast, avx512_bf16)"``, ``"fp32"``, ``"fp16 (CUDA)"``."""
-    if choice.precision == "bf16":
-        return f"bf16 (CPU autocast, {cpu_bf16_instructions() or 'emulated: no bf16 instructions'})"
-    return "fp16 (CUDA autocast)" if choice.precision == "fp16" else "fp32"
 
 
 def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: str = "auto", fast: bool = False,

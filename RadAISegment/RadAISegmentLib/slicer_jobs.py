@@ -161,7 +161,7 @@ def finish_job(job: WorkerJob) -> dict:
 
 def result_text(job: WorkerJob, node) -> str:
     """The status after Apply: ``Done: added 'X'.``, one line per lesion with its volume and range (lesion
-    models), and the network precision that ran (organ models)."""
+    models), and the network precision that ran."""
     from .lesion_slicer import volume_lines
     lines = [f"Done: added '{node.GetName()}'." if node is not None else "Done."]
     if node is not None:

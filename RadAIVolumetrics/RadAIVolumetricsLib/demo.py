@@ -39,7 +39,6 @@ class DemoContext:
 #: CT window (level, width) in HU for a tumour in the lung: lung tissue grey, soft tissue and bone light.
 LUNG_WINDOW = (-500.0, 1400.0)
 #: Display names of saliency methods (``SaliencyResult.metadata['method']``).
-SALIENCY_NAMES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "smoothgrad": "SmoothGrad"}
 
 MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_volume_mm3", "Mesh volume (mm³)"),
                    ("surface_area_mm2", "Surface (mm²)"), ("sphericity", "Sphericity"),
@@ -52,7 +51,7 @@ def step_lesion(ctx: DemoContext) -> None:
     from RadAISegmentLib.io import read_image, read_labelmap, write_image
     from RadAISegmentLib.render_case import lesion_pictures
     from RadAISegmentLib.sample_data import sample_case, sample_context_path
-    from RadAISegmentLib.saliency import explain_image
+    from RadAISegmentLib.saliency import METHOD_NAMES, explain_image
     from .measurements import measure_segments
     from .validation.metrics import overlap_metrics
 
@@ -77,7 +76,7 @@ def step_lesion(ctx: DemoContext) -> None:
     saliency = explain_image(image, "lesion-roi", seed_ras=seed_ras, box_mm=box_mm)
     ctx.timings["lesion Grad-CAM (s)"] = time.perf_counter() - started
     write_image(saliency.map, ctx.out_dir / "lesion" / "saliency.nii.gz")
-    method = SALIENCY_NAMES.get(str(saliency.metadata.get("method")), "Saliency")
+    method = METHOD_NAMES.get(str(saliency.metadata.get("method")), "Saliency")
     context_path = sample_context_path("lung-tumour")
     chest = read_image(context_path) if context_path else None
     pictures = lesion_pictures(image, labelmap, ctx.out_dir / "lesion", saliency=saliency.map, context_image=chest,

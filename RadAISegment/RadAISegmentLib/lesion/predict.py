@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..device import choose_device, run_with_cpu_fallback
+from ..device import choose_device, precision_report, run_with_cpu_fallback
 from ..errors import InputError
 from ..image import Image, SegmentInfo, TerminologyCode
 from ..progress import CancelToken, ProgressCallback
@@ -152,8 +152,12 @@ def segment_prompts(image: Image, prompts: Sequence[LesionPrompt], model, device
     network = getattr(model, "network", model)
     batch = np.stack([c.tensor for c in crops])
     choice = choose_device(device or "auto", precision if settings.interactive else "fp32")
-    probabilities = run_with_cpu_fallback(
-        lambda run: predict_probabilities(network.to(run.device), batch, run.device, autocast=run.autocast()), choice)
+    ran = []
+
+    def forward(run):
+        ran.append(run)
+        return predict_probabilities(network.to(run.device), batch, run.device, autocast=run.autocast())
+    probabilities = run_with_cpu_fallback(forward, choice)
     result = np.zeros(image.array.shape, np.uint8)
     volumes = []
     scale_low, scale_high = uncertainty_scales(model)
@@ -184,7 +188,8 @@ def segment_prompts(image: Image, prompts: Sequence[LesionPrompt], model, device
     segments = [SegmentInfo(n, base.name if len(crops) == 1 else f"{base.name} {n}", base.color_rgb, base.category,
                             base.type) for n in range(1, len(crops) + 1)]
     labelmap = image.with_array(result, segments=segments,
-                                volume_range_ml={v.label: list(v.volume_range_ml) for v in volumes})
+                                volume_range_ml={v.label: list(v.volume_range_ml) for v in volumes},
+                                inference_precision=precision_report(ran[-1]), inference_device=str(ran[-1].device))
     return labelmap, volumes
 
 

@@ -10,9 +10,9 @@ Public API::
 """
 from .cam import find_target_layer, gradcam_weights, normalise_map, record_spatial_sizes
 from .checks import randomise_weights, randomization_check, saliency_mass_near, spearman
-from .explain import METHODS, SMOOTHGRAD_NOTE, CardFacts, SaliencyResult, explain
+from .explain import METHOD_NAMES, METHODS, SMOOTHGRAD_NOTE, CardFacts, SaliencyResult, explain
 from .load import explain_image, load_for_saliency
 
-__all__ = ["explain", "explain_image", "SaliencyResult", "CardFacts", "METHODS", "SMOOTHGRAD_NOTE",
+__all__ = ["explain", "explain_image", "SaliencyResult", "CardFacts", "METHODS", "METHOD_NAMES", "SMOOTHGRAD_NOTE",
            "find_target_layer", "record_spatial_sizes", "gradcam_weights", "normalise_map",
            "randomization_check", "randomise_weights", "saliency_mass_near", "spearman", "load_for_saliency"]

@@ -24,6 +24,8 @@ from . import cam
 from .grid import bounding_box_kji, pad_to, paste_back, window_starts, working_grid
 
 METHODS = ("gradcam", "gradcampp", "smoothgrad")
+#: what users read for each method (picture legends, reports)
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "smoothgrad": "SmoothGrad"}
 SMOOTHGRAD_NOTE = "input-gradient saliency; Grad-CAM needs layer access"
 
 
