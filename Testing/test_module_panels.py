@@ -144,12 +144,22 @@ def test_apply_runs_in_the_worker_and_files_the_result_under_its_inputs(panels, 
     lag.start()
     ui.inputSelector.setCurrentNode(other)                                 # the user moves on meanwhile
     ui.modelComboBox.currentText = "lesion-roi"
-    progress = []                               # every value the bar shows (sampling could skip a fast job's)
+    progress, streamed = [], []                 # every value the bar shows; every fraction the job received
     ui.progressBar.valueChanged.connect(progress.append)
+    take_event = job._on_event
+
+    def recording(event):
+        take_event(event)
+        if event.get("event") == "progress":
+            streamed.append(job.fraction)
+    job._on_event = recording
     assert _events_until(lambda: segment.widget._job is None)
     print(f"GUI main thread: longest timer delay {lag.worst_s * 1000:.0f} ms over {lag.ticks} ticks while the job ran")
     assert ui.statusLabel.text.startswith("Done: added 'first CT tiny-unet'"), ui.statusLabel.text
-    assert any(0 < value < 100 for value in progress) and ui.progressBar.value == 100
+    # the worker streamed progress; the bar showed the job's fractions as they came (a fast job may finish
+    # between two timer ticks, so the bar may jump), never going back, ending at 100
+    assert any(0 < fraction < 1 for fraction in streamed) and ui.progressBar.value == 100
+    assert progress == sorted(progress) and set(progress) <= {int(100 * f) for f in streamed} | {0, 100}
     created = _segmentations(slicer_scene)[before:]
     assert [node.GetName() for node in created] == ["first CT tiny-unet"]
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(created[0])) == study
@@ -241,11 +251,20 @@ def test_cardiac_tab_runs_the_cine_in_the_worker_with_one_button(panels, slicer_
     sequences = slicer_scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")
     ui.efCineButton.click()
     assert widget._cineJob is not None and ui.cineCancelButton.enabled and not ui.efCineButton.enabled
-    progress = []
-    assert _events_until(lambda: progress.append(ui.cineProgressBar.value) or widget._cineJob is None)
+    progress, streamed, job = [], [], widget._cineJob      # the bar's values; every fraction the job received
+    ui.cineProgressBar.valueChanged.connect(progress.append)
+    take_event = job._on_event
+
+    def recording(event):
+        take_event(event)
+        if event.get("event") == "progress":
+            streamed.append(job.fraction)
+    job._on_event = recording
+    assert _events_until(lambda: widget._cineJob is None)
     assert "EF " in ui.efResultLabel.text and "bright-ventricle on 4 phases" in ui.efResultLabel.text, \
         ui.efResultLabel.text
-    assert any(0 < value < 100 for value in progress) and ui.efCineButton.enabled and not ui.cineCancelButton.enabled
+    assert any(0 < fraction < 1 for fraction in streamed) and progress == sorted(progress) and ui.cineProgressBar.value == 100
+    assert ui.efCineButton.enabled and not ui.cineCancelButton.enabled
     assert slicer_scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode") == sequences + 1
     ui.tabWidget.currentIndex = 1
     pixels = _grab(volumetrics, IMAGES / "panel-volumetrics-cardiac.png", size=(430, 640))
