@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from job_recording import record_progress
+
 pytestmark = pytest.mark.slicer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -144,15 +146,8 @@ def test_apply_runs_in_the_worker_and_files_the_result_under_its_inputs(panels, 
     lag.start()
     ui.inputSelector.setCurrentNode(other)                                 # the user moves on meanwhile
     ui.modelComboBox.currentText = "lesion-roi"
-    progress, streamed = [], []                 # every value the bar shows; every fraction the job received
+    progress, streamed = [], record_progress(job)     # every value the bar shows; every fraction the job got
     ui.progressBar.valueChanged.connect(progress.append)
-    take_event = job._on_event
-
-    def recording(event):
-        take_event(event)
-        if event.get("event") == "progress":
-            streamed.append(job.fraction)
-    job._on_event = recording
     assert _events_until(lambda: segment.widget._job is None)
     print(f"GUI main thread: longest timer delay {lag.worst_s * 1000:.0f} ms over {lag.ticks} ticks while the job ran")
     assert ui.statusLabel.text.startswith("Done: added 'first CT tiny-unet'"), ui.statusLabel.text
@@ -251,15 +246,8 @@ def test_cardiac_tab_runs_the_cine_in_the_worker_with_one_button(panels, slicer_
     sequences = slicer_scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")
     ui.efCineButton.click()
     assert widget._cineJob is not None and ui.cineCancelButton.enabled and not ui.efCineButton.enabled
-    progress, streamed, job = [], [], widget._cineJob      # the bar's values; every fraction the job received
+    progress, streamed = [], record_progress(widget._cineJob)   # the bar's values; the job's own fractions
     ui.cineProgressBar.valueChanged.connect(progress.append)
-    take_event = job._on_event
-
-    def recording(event):
-        take_event(event)
-        if event.get("event") == "progress":
-            streamed.append(job.fraction)
-    job._on_event = recording
     assert _events_until(lambda: widget._cineJob is None)
     assert "EF " in ui.efResultLabel.text and "bright-ventricle on 4 phases" in ui.efResultLabel.text, \
         ui.efResultLabel.text

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("nnunetv2", reason="nnU-Net v2 is a test dependency (pyproject [test])")
 
-import nnunet_builders as builders  # noqa: E402
-from RadAISegmentLib.errors import ModelError, UnsafeArchiveError, UntrustedCodeError  # noqa: E402
+import nnunet_builders as builders
+from RadAISegmentLib.errors import ModelError, UnsafeArchiveError, UntrustedCodeError
 
 PART = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 

@@ -15,10 +15,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-pytest.importorskip("nnunetv2", reason="nnU-Net v2 is a test dependency (pyproject [test])")
-pytest.importorskip("dynamic_network_architectures")
 
-import nnunet_builders as builders  # noqa: E402
+import nnunet_builders as builders
 
 CASES = {"CT": builders.ct_case, "MR": builders.mr_case}
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("nnunetv2", reason="nnU-Net v2 is a test dependency (pyproject [test])")
 
-from RadAISegmentLib import nnunet_resample as resample  # noqa: E402
-from RadAISegmentLib.nnunet_inference import (canonical_axes, nnunet_gaussian, oriented, unoriented,  # noqa: E402
+from RadAISegmentLib import nnunet_resample as resample
+from RadAISegmentLib.nnunet_inference import (canonical_axes, nnunet_gaussian, oriented, unoriented,
                                               window_starts)
 
 RESAMPLING = [  # (input shape, current spacing, target spacing): 3D; anisotropic input; anisotropic target

@@ -18,6 +18,7 @@ import pytest
 from RadAISegmentLib.errors import CancelledError, ModelError
 from RadAISegmentLib.jobs import JobInputs, WorkerJob
 from RadAISegmentLib.worker_client import WorkerError, WorkerProcess
+from job_recording import record_progress
 from test_inference import oblique_ct
 from test_models_cache import make_model_folder
 
@@ -50,14 +51,7 @@ def test_worker_output_equals_the_engine_in_process(worker, models_dir, monkeypa
     from RadAISegmentLib.saliency import explain_image
     image = oblique_ct((24, 48, 44))
     job = _job(worker, models_dir, image, "oblique-1", stages=("segment", "explain"))
-    fractions = []                              # every progress event the job takes (polls may skip a fast stage)
-    take_event = job._on_event
-
-    def recording(event):
-        take_event(event)
-        if event.get("event") == "progress":
-            fractions.append(job.fraction)
-    job._on_event = recording
+    fractions = record_progress(job)
     while not job.poll():
         time.sleep(0.02)
     result = job.result()

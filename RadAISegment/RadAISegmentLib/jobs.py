@@ -175,6 +175,13 @@ class PolledJob:
         """Wall time since the job started (s)."""
         return time.monotonic() - self.started
 
+    def cancel(self) -> None:
+        """Stop at once: kill the worker (the next job starts a new one) and remove the job's files."""
+        if not self.done:
+            self.worker.kill()
+            self._finish_with(CancelledError("Cancelled by the user; nothing was added to the scene."))
+        self.cleanup()
+
     def cleanup(self) -> None:
         """Remove the job's folder (input copies and outputs)."""
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -269,13 +276,6 @@ class WorkerJob(PolledJob):
         return True
 
     # -- caller API -------------------------------------------------------------------------------------
-    def cancel(self) -> None:
-        """Stop at once: kill the worker (the next job starts a new one) and remove the job's files."""
-        if not self.done:
-            self.worker.kill()
-            self._finish_with(CancelledError("Cancelled by the user; nothing was added to the scene."))
-        self.cleanup()
-
     def result(self) -> JobResult:
         """The job's result; raises its error (``CancelledError`` when cancelled). Waits if still running."""
         if not self.done:

@@ -18,7 +18,7 @@ from typing import Optional
 
 import slicer
 
-from RadAISegmentLib.errors import CancelledError, InputError
+from RadAISegmentLib.errors import InputError
 from RadAISegmentLib.jobs import PolledJob
 from RadAISegmentLib.worker import FORWARDED_ENV
 from RadAISegmentLib.worker_client import python_for_workers, shared_worker
@@ -80,13 +80,6 @@ class CineEfJob(PolledJob):
     def _take(self, event: dict) -> bool:
         self._reply = event
         return True
-
-    def cancel(self) -> None:
-        """Stop at once: kill the worker and remove the job's files."""
-        if not self.done:
-            self.worker.kill()
-            self._finish_with(CancelledError("Cancelled by the user; nothing was added to the scene."))
-        self.cleanup()
 
     def result(self) -> tuple[dict, list]:
         """``(result, labelmaps)``: the ``radai ef`` keys, one labelmap per phase with the model's segments."""
