@@ -96,3 +96,36 @@ def test_evaluation_cases_are_refused_as_backgrounds(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="evaluation case"):
         load_background(path)
+
+
+def test_a_brain_lesion_on_the_cortex_stops_at_the_brain_surface():
+    """A head MR whose brain is known (a ball of radius 30 mm in a bright scalp shell): lesions attached to the
+    brain surface are cut by it when confined; with 90 % confinement most of them are, and no confined label
+    voxel lies outside the ball (beyond half a crop voxel's diagonal)."""
+    array = np.full((80, 80, 80), 10.0, np.float32)
+    k, j, i = np.indices(array.shape)
+    radius_from_centre = np.sqrt((k - 39.5) ** 2 + (j - 39.5) ** 2 + (i - 39.5) ** 2)
+    array[radius_from_centre < 36] = 300.0          # scalp: brighter than brain and lesion, right beside it
+    brain = radius_from_centre < 30
+    array[brain] = 120.0
+    image = Image(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    from scipy import ndimage
+    background = Background("head", image, False, np.argwhere(ndimage.binary_erosion(brain, iterations=3)),
+                            np.zeros((0, 3), int), compartment=brain,
+                            surface_kji=np.argwhere(brain & ~ndimage.binary_erosion(brain, iterations=2)))
+    rng = np.random.default_rng(5)
+    confined = 0
+    for _ in range(8):
+        case = make_case([background], rng, 32, attached=True)
+        assert not case.info["in_lung"]
+        if not case.info["confined"]:
+            continue
+        confined += 1
+        spacing = case.info["edge_mm"] / 32
+        label_kji = np.argwhere(case.label).astype(float)
+        centre_lps = np.asarray(case.info["crop_centre_lps"], float)
+        # crop voxel (k, j, i) -> LPS (x, y, z) along (i, j, k) for the identity direction; ball centre 39.5 mm
+        positions = centre_lps + (label_kji[:, ::-1] - 15.5) * spacing
+        assert np.linalg.norm(positions - 39.5, axis=1).max() <= 30.0 + spacing * np.sqrt(3) / 2 + 0.5
+        assert np.linalg.norm(centre_lps - 39.5) > 26.0            # attached: centred on the surface
+    assert confined >= 5

@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .backgrounds import Background, background_crop, edge_centre_near
+from .backgrounds import Background, background_crop, compartment_crop, edge_centre_near
 from .preprocess import normalise_crop
 from .prompts import DEFAULT_BOX_MM, GRID, stack_channels
 from .shapes import (ellipsoid_level_set, grid_points, keep_component_near, occupancy, random_rotation,
@@ -133,6 +133,14 @@ def _compartment(crop: np.ndarray, centre: np.ndarray, ct: bool) -> Optional[np.
     return (ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)).astype(np.float32)
 
 
+def _organ_level_set(organ: np.ndarray) -> Optional[np.ndarray]:
+    """Signed distance (voxels, < 0 inside) of a resampled organ mask (0..1) on the crop; None when empty."""
+    inside = organ >= 0.5
+    if not inside.any():
+        return None
+    return (ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)).astype(np.float32)
+
+
 def _appearance(crop, label, radius_vox, level, ct: bool, rng, info: dict):
     local = crop[ndimage.binary_dilation(label, iterations=3) & ~label]
     local_level = float(np.median(local)) if local.size else float(np.median(crop))
@@ -174,7 +182,9 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
     pool = background.lung_kji if in_lung else background.tissue_kji
     centre_index = pool[rng.integers(len(pool))].astype(float)
     attached = bool(rng.random() < 0.4) if attached is None else attached
-    if attached:
+    if attached and background.surface_kji is not None and len(background.surface_kji):
+        centre_index = background.surface_kji[rng.integers(len(background.surface_kji))].astype(float)
+    elif attached:
         centre_index = edge_centre_near(background, centre_index, edge_mm, grid, rng)
     crop = background_crop(background, centre_index, edge_mm, grid)
     info = {"background": background.name, "diameter_mm": diameter_mm, "box": box_kind, "edge_mm": edge_mm,
@@ -194,7 +204,12 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
             shift = middle + jitter - inside.mean(axis=0)
             level = ndimage.shift(level, shift, order=1, mode="nearest")
             centre = (centre + shift).astype(np.float32)
-    compartment = _compartment(crop, centre, background.ct) if rng.random() < (0.85 if attached else 0.5) else None
+    if background.compartment is not None:         # the organ is known (the brain): lesions stay in it
+        organ = compartment_crop(background, centre_index, edge_mm, grid)
+        compartment = _organ_level_set(organ) if rng.random() < 0.9 else None
+    else:
+        compartment = _compartment(crop, centre, background.ct) if rng.random() < (0.85 if attached else 0.5) \
+            else None
     if compartment is not None:
         level = np.maximum(level, compartment)
     info["confined"] = compartment is not None
