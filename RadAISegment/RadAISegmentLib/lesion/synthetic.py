@@ -19,8 +19,9 @@ reader's prompt, resampled to ``grid``³, with the prompt channels. What is draw
   lesions, necrotic cores with enhancing rims, heterogeneity, oedema halos, bias fields; unlabelled vessels
   crossing or touching the lesion with the lesion's own intensity (what a reader leaves out);
 * **acquisition**: the lesion is rendered at the simulated scan's resolution (in-plane 0.5–1.2 mm, slices up
-  to 7 mm and at most half the lesion's diameter, as a lesion is measured on two slices or more: box slice
-  profile, one sample per slice, linear interpolation back), with the background's noise.
+  to 7 mm; mostly at most half the lesion's diameter, as a lesion is measured on two slices or more, and
+  sometimes up to its whole diameter, as a small metastasis on thick MR slices: box slice profile, one sample
+  per slice, linear interpolation back), with the background's noise.
 
 The label is the lesion's true extent at crop resolution (occupancy ≥ 0.5), the soft target its occupancy.
 """
@@ -248,7 +249,8 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
     # the scan's own resolution: in-plane box blur and a thick-slice profile on the rendered lesion
     native = background.native_spacing_mm
     in_plane_mm = max(float(native[:2].min()), rng.uniform(0.5, 1.2))
-    slice_mm = float(rng.uniform(1.0, min(7.0, max(0.5 * diameter_mm, 1.0)))) if rng.random() < 0.6 else in_plane_mm
+    thickest_mm = min(7.0, max((0.5 if rng.random() < 0.75 else 1.0) * diameter_mm, 1.0))
+    slice_mm = float(rng.uniform(1.0, thickest_mm)) if rng.random() < 0.6 else in_plane_mm
     slice_axis = 0 if rng.random() < 0.85 else int(rng.integers(1, 3))
     blur = [in_plane_mm / spacing] * 3
     blur[slice_axis] = 1.0
