@@ -31,13 +31,22 @@ from pydicom.errors import InvalidDicomError
 
 from .errors import DicomError
 from .image import Image
-from .io import has_dicom_preamble
 
 HEADER_TAGS = ["SeriesInstanceUID", "StudyInstanceUID", "Modality", "SeriesDescription", "PatientID",
                "StudyDate", "AcquisitionDate", "SOPClassUID", "Rows", "Columns", "NumberOfFrames"]
 GAP_FACTOR = 1.5
 NONUNIFORM_TOLERANCE = 0.01
 TILT_TOLERANCE_DEG = 0.1
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """True when the file has DICOM's 128-byte preamble followed by ``DICM`` (Part 10 file format)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 @dataclass

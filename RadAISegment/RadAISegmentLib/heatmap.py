@@ -11,6 +11,9 @@ import numpy as np
 HEAT_CONTROL_POINTS = ((0.0, (0.0, 0.0, 0.02)), (0.25, (0.34, 0.06, 0.43)), (0.5, (0.73, 0.21, 0.33)),
                        (0.75, (0.98, 0.55, 0.04)), (1.0, (0.99, 1.0, 0.64)))
 
+#: MRML attribute marking a volume node as a saliency map (set by the bridge, read by the renderer).
+SALIENCY_ATTRIBUTE = "RadAI.Saliency"
+
 
 def heat_rgb(fraction) -> np.ndarray:
     """Heat colours (RGB 0..1, shape ``(..., 3)``) for values in 0..1, by linear interpolation of the control points."""

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path, output_suffix
+from .dicom import has_dicom_preamble, read_dicom_volume
 from .errors import DimensionError, GeometryError, InputError
 from .image import Image, SegmentInfo, as_label_array, default_color
 
@@ -64,16 +65,6 @@ def is_dicom_path(path: Path) -> bool:
     return has_dicom_preamble(path)
 
 
-def has_dicom_preamble(path: Path) -> bool:
-    """True when the file has DICOM's 128-byte preamble followed by ``DICM`` (Part 10 file format)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def read_image(path: str | os.PathLike, series_uid: Optional[str] = None) -> Image:
     """Read a volume from a file or a DICOM folder.
 
@@ -86,7 +77,6 @@ def read_image(path: str | os.PathLike, series_uid: Optional[str] = None) -> Ima
     if not path.exists():
         raise InputError(f"No such file or folder: {path}")
     if is_dicom_path(path):
-        from .dicom import read_dicom_volume
         return read_dicom_volume(path, series_uid=series_uid)
     if output_suffix(path) == ".seg.nrrd":
         return read_segmentation_nrrd(path)

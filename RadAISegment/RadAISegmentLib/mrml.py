@@ -18,7 +18,7 @@ import vtk
 from . import geometry
 from .errors import GeometryMismatchError, LabelError
 from .image import Image, SegmentInfo, TerminologyCode, as_label_array
-from .render import HEAT_CONTROL_POINTS, SALIENCY_ATTRIBUTE, heat_rgb
+from .heatmap import HEAT_CONTROL_POINTS, SALIENCY_ATTRIBUTE, heat_rgb
 
 LABEL_VALUE_TAG = "RadAI.LabelValue"
 MODALITY_ATTRIBUTE = "DICOM.Modality"

@@ -23,12 +23,10 @@ import numpy as np
 from . import render_parts as parts
 from .atomic import atomic_path
 from .errors import InputError
-from .heatmap import HEAT_CONTROL_POINTS, heat_rgb  # noqa: F401 - re-exported for the MRML bridge
+from .heatmap import SALIENCY_ATTRIBUTE, heat_rgb
 from .image import Image, as_label_array
 from .render_parts import CAMERAS
 
-#: Node attribute marking a volume as a saliency map (drawn with heat colours).
-SALIENCY_ATTRIBUTE = "RadAI.Saliency"
 #: Opacity of context structures by segment name (anything else: 0.35).
 CONTEXT_OPACITY = {"Lungs": 0.16, "Airway": 0.6, "Bone": 1.0, "Brain": 0.3}
 #: Opacity of a segment's see-through copy drawn over occluding context (see ``build_scene``).
