@@ -87,6 +87,36 @@ def _zeros_buffer(channels: int, spatial: Sequence[int], dtype: torch.dtype, dev
     return torch.zeros((channels, *spatial), dtype=dtype, device=device)
 
 
+#: Temporary copies made while sliding or reducing the slab buffer are taken this many bytes at a time (over
+#: X), so that the buffer is the largest allocation and never exists twice.
+SLAB_CHUNK_BYTES = 64 << 20
+
+
+def _x_step(buffer: torch.Tensor, bytes_per_element: int) -> int:
+    channels, _, y, z = buffer.shape
+    return max(1, SLAB_CHUNK_BYTES // max(channels * y * z * bytes_per_element, 1))
+
+
+def _slide_down(buffer: torch.Tensor, shift: int) -> None:
+    """Move the buffer's content ``shift`` voxels down along z in place, zeroing the freed end (the window
+    scan moved on); X chunk by X chunk, so the copy costs at most :data:`SLAB_CHUNK_BYTES`."""
+    depth = buffer.shape[3]
+    step = _x_step(buffer, buffer.element_size())
+    for x0 in range(0, buffer.shape[1], step):
+        part = buffer[:, x0:x0 + step]
+        if shift < depth:
+            part[..., :depth - shift] = part[..., shift:].clone()
+        part[..., max(depth - shift, 0):] = 0
+
+
+def _reduce_slab(scores: torch.Tensor, activation: str, channel_labels: dict) -> np.ndarray:
+    """:func:`_reduce` of a (C, X, Y, z) slab in float32, X chunk by X chunk (the same labels without a
+    float32 copy of the whole slab)."""
+    step = _x_step(scores, 4)
+    return np.concatenate([_reduce(scores[:, x0:x0 + step].float(), activation, channel_labels)
+                           for x0 in range(0, scores.shape[1], step)], axis=0)
+
+
 def _reduce(scores: torch.Tensor, activation: str, channel_labels: dict) -> np.ndarray:
     """(C, X, Y, z) accumulated logits → uint8 labels (X, Y, z)."""
     if activation == "sigmoid":
@@ -149,12 +179,7 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
                                    choice.sw_device, channels_last)
             buffer_start = z0
         elif z0 > buffer_start:                                    # slide the buffer to start at z0
-            shift = z0 - buffer_start
-            carried = buffer[..., shift:]
-            buffer = _zeros_buffer(out_channels, (padded[0], padded[1], roi[2]), accumulate_dtype,
-                                   choice.sw_device, channels_last)
-            buffer[..., :roi[2] - shift] = carried
-            del carried
+            _slide_down(buffer, z0 - buffer_start)
             buffer_start = z0
         windows = [(x0, y0) for x0 in starts[0] for y0 in starts[1]]
         for batch_start in range(0, len(windows), sw_batch_size):
@@ -178,6 +203,6 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
             progress(fraction, f"window {done}/{total}" + (f", ETA {remaining:.0f} s" if remaining else ""))
         next_z = z_starts[z_index + 1] if z_index + 1 < len(z_starts) else z0 + roi[2]
         finished = next_z - buffer_start                        # slabs no later window touches
-        labels[:, :, buffer_start:buffer_start + finished] = _reduce(
-            buffer[..., :finished].float(), activation, channel_labels)
+        labels[:, :, buffer_start:buffer_start + finished] = _reduce_slab(
+            buffer[..., :finished], activation, channel_labels)
     return labels[before[0]:before[0] + shape[0], before[1]:before[1] + shape[1], before[2]:before[2] + shape[2]]
