@@ -11,6 +11,8 @@ neighbour (``zoom`` order 0). nnU-Net's own native path on the 0.78 mm volume is
 (~21 GB for 25 classes at 512×512×300), more than this machine can give it.
 
 RadAI, each run in a fresh process:
+- ``radai-same-windows-auto``: the same, at RadAI's default precision (``auto``: bfloat16 autocast on CPUs with
+  bf16 instructions, float32 elsewhere) — what a RadAI user gets at nnU-Net's windows;
 - ``radai-same-windows``: the same resampled volume, nnU-Net's window positions (``crop_foreground=False``),
   the same nearest-neighbour step back. Same windows and arithmetic as nnU-Net: agreement should be 1.
 - ``radai``: what ``radai segment --model ID`` does from the 0.78 mm CT: nnU-Net's own preprocessing
@@ -23,8 +25,8 @@ the label volumes inside the body (HU > -500), as ``benchmarks/inference.py``.
 The network: nnU-Net's PlainConvUNet from the plans (6 stages, 3³ kernels, patch 128³ as TotalSegmentator's
 parts) with fewer features per stage (``--features``, default 8 → 8..128; TotalSegmentator's own networks
 are 32..320, i.e. ``--features 32``, ~16× the work per window for both pipelines alike), one network for
-both spacings, trained briefly on the phantom's own labels at both model grids (``--train-steps``) so that
-its labels are decisive; its Dice against the phantom labels is reported (``network_dice_vs_phantom``).
+both spacings, trained briefly on the phantom's own labels at both model grids (``--train-steps`` on
+``--train-crop``³ crops, 64 by default: a 128³ step costs ~8× more on a CPU) so that its labels are decisive; its Dice against the phantom labels is reported (``network_dice_vs_phantom``).
 ``--network-cache DIR`` keeps the trained model folders for later runs.
 
     flock /work/notes/heavy.lock .venv/bin/python benchmarks/nnunet.py [--spacings 1.5,3] [--json]
@@ -91,8 +93,8 @@ def intensity_properties(image: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def make_models(folder: Path, ct_path: Path, labels_path: Path, spacings: list[float], features: int,
-                steps: int) -> tuple[dict, float]:
-    """One result folder per spacing (same network), trained ``steps`` Adam steps on 128³ crops of the
+                steps: int, crop: int = 64) -> tuple[dict, float]:
+    """One result folder per spacing (same network), trained ``steps`` Adam steps on ``crop``³ crops of the
     phantom preprocessed by nnU-Net's own preprocessor at each model grid (alternating)."""
     import torch
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
@@ -117,7 +119,7 @@ def make_models(folder: Path, ct_path: Path, labels_path: Path, spacings: list[f
     config = folders[spacings[0]][2]
     network = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
                                      config.network_arch_init_kwargs_req_import, 1, CLASSES, deep_supervision=False)
-    train(network, data, steps)
+    train(network, data, steps, (crop,) * 3)
     for spacing, (result, plans, _) in folders.items():
         (result / "fold_0").mkdir(parents=True, exist_ok=True)
         (result / "plans.json").write_text(json.dumps(plans, indent=1))
@@ -129,9 +131,9 @@ def make_models(folder: Path, ct_path: Path, labels_path: Path, spacings: list[f
     return {s: str(r) for s, (r, _, _) in folders.items()}, float(intensity["mean"])
 
 
-def train(network, data, steps: int) -> None:
-    """Adam (cosine-decayed 1e-2), class-weighted cross-entropy on 128³ crops centred on labelled voxels half
-    the time; the grids alternate."""
+def train(network, data, steps: int, patch: tuple = PATCH) -> None:
+    """Adam (cosine-decayed 1e-2), class-weighted cross-entropy on ``patch`` crops centred on labelled voxels
+    half the time; the grids alternate."""
     import torch
     rng = np.random.default_rng(0)
     centres = []
@@ -144,16 +146,16 @@ def train(network, data, steps: int) -> None:
     network.train()
     for step in range(steps):
         x, y = data[step % len(data)]
-        pad = [max(0, p - s) for p, s in zip(PATCH, y.shape)]
+        pad = [max(0, p - s) for p, s in zip(patch, y.shape)]
         widths = [w for p in reversed(pad) for w in (p // 2, p - p // 2)]
         x, y = torch.nn.functional.pad(x, widths), torch.nn.functional.pad(y, widths)
         if step % 2:
             sample = centres[step % len(data)]
             centre = sample[rng.integers(0, len(sample))] + np.array([p // 2 for p in pad])
-            corner = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, PATCH, y.shape)]
+            corner = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, patch, y.shape)]
         else:
-            corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(y.shape, PATCH)]
-        window = tuple(slice(c, c + p) for c, p in zip(corner, PATCH))
+            corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(y.shape, patch)]
+        window = tuple(slice(c, c + p) for c, p in zip(corner, patch))
         logits = network(x[(slice(None),) + window][None])
         target = y[window][None]
         counts = torch.bincount(target.flatten(), minlength=CLASSES).float()
@@ -207,7 +209,8 @@ def child(kind: str, image_path: str, model_folder: str, spacing: float, out: st
             small = predictor.predict_single_npy_array(volume[None], {"spacing": [spacing] * 3}, None, None, False)
         else:
             grid = Image(volume, (spacing,) * 3, (0.0, 0.0, 0.0), np.eye(3), metadata={"modality": "CT"})
-            small = segment_image(grid, model, device="cpu", crop_foreground=False, precision="fp32").array
+            small = segment_image(grid, model, device="cpu", crop_foreground=False,
+                                  precision="auto" if kind.endswith("-auto") else "fp32").array
         labels = to_input_grid(np.asarray(small, dtype=np.uint8), image.array.shape)
     seconds = time.perf_counter() - start
     np.save(out, labels.astype(np.uint8))
@@ -238,7 +241,8 @@ def main() -> None:
     parser.add_argument("--spacing", default="0.78,0.78,1.5", help="input voxel size mm (i,j,k)")
     parser.add_argument("--spacings", default="1.5,3", help="model spacings (mm): 1.5 (TotalSegmentator) and/or 3 (fast)")
     parser.add_argument("--features", type=int, default=8, help="features of the first stage (TotalSegmentator: 32)")
-    parser.add_argument("--train-steps", type=int, default=60, help="brief training of the network (128³ crops)")
+    parser.add_argument("--train-steps", type=int, default=60, help="brief training of the network")
+    parser.add_argument("--train-crop", type=int, default=64, help="training crop edge (voxels, a multiple of 32)")
     parser.add_argument("--network-cache", help="folder keeping the trained model folders for later runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -251,14 +255,15 @@ def main() -> None:
         tmp = Path(tmp)
         phantom, truth_path = tmp / "phantom.nrrd", tmp / "labels.nrrd"
         make_ct(shape, spacing, phantom, truth_path)
-        key = f"f{args.features}_steps{args.train_steps}_{'x'.join(map(str, shape))}_{'_'.join(f'{s:g}' for s in spacings)}"
+        key = f"f{args.features}_steps{args.train_steps}_crop{args.train_crop}_{'x'.join(map(str, shape))}_{'_'.join(f'{s:g}' for s in spacings)}"
         cache = Path(args.network_cache) / key if args.network_cache else tmp / "models"
         index = cache / "models.json"
         if index.exists():
             folders = {float(k): v for k, v in json.loads(index.read_text()).items()}
         else:
             start = time.perf_counter()
-            folders, _ = make_models(cache, phantom, truth_path, spacings, args.features, args.train_steps)
+            folders, _ = make_models(cache, phantom, truth_path, spacings, args.features, args.train_steps,
+                                     args.train_crop)
             index.write_text(json.dumps(folders))
             print(f"trained the benchmark network in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         from RadAISegmentLib.io import read_image, read_labelmap
@@ -267,7 +272,7 @@ def main() -> None:
         truth = read_labelmap(truth_path).array
         for model_spacing in spacings:
             runs = {kind: measure(kind, phantom, folders[model_spacing], model_spacing, tmp / f"{kind}.npy")
-                    for kind in ("nnunet", "radai-same-windows", "radai")}
+                    for kind in ("nnunet", "radai-same-windows", "radai-same-windows-auto", "radai")}
             labels = {kind: np.load(tmp / f"{kind}.npy") for kind in runs}
             peer = runs["nnunet"]
             results[f"{model_spacing:g}mm"] = {
@@ -276,11 +281,15 @@ def main() -> None:
                                  "peak_rss_ratio": runs["radai-same-windows"]["peak_rss_mb"] / peer["peak_rss_mb"],
                                  "agreement": dice_agreement(labels["radai-same-windows"], labels["nnunet"], body),
                                  "voxels_differing": int(np.count_nonzero(labels["radai-same-windows"] != labels["nnunet"]))},
+                "same_windows_default_precision": {
+                    "speedup": peer["seconds"] / runs["radai-same-windows-auto"]["seconds"],
+                    "peak_rss_ratio": runs["radai-same-windows-auto"]["peak_rss_mb"] / peer["peak_rss_mb"],
+                    "agreement": dice_agreement(labels["radai-same-windows-auto"], labels["nnunet"], body)},
                 "radai_body_crop": {"speedup": peer["seconds"] / runs["radai"]["seconds"],
                                     "peak_rss_ratio": runs["radai"]["peak_rss_mb"] / peer["peak_rss_mb"],
                                     "agreement": dice_agreement(labels["radai"], labels["nnunet"], body)}}
     summary = {"volume_shape_ijk": shape, "volume_spacing_mm": spacing, "classes": CLASSES, "features": args.features,
-               "train_steps": args.train_steps, "cpu_threads": os.cpu_count(), "per_spacing": results}
+               "train_steps": args.train_steps, "train_crop": args.train_crop, "cpu_threads": os.cpu_count(), "per_spacing": results}
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -289,7 +298,8 @@ def main() -> None:
         print(f"{name}: nnU-Net {runs['nnunet']['seconds']:.1f} s / {runs['nnunet']['peak_rss_mb']:.0f} MB; RadAI at "
               f"nnU-Net's windows {runs['radai-same-windows']['seconds']:.1f} s / {runs['radai-same-windows']['peak_rss_mb']:.0f} MB"
               f" → {same['speedup']:.2f}× faster, {same['peak_rss_ratio']:.2f}× memory, agreement {same['agreement']:.4f}"
-              f" (targets ≥ 1.5×, ≤ 0.5×, ≥ 0.999); RadAI with body crop {runs['radai']['seconds']:.1f} s → "
+              f" (targets ≥ 1.5×, ≤ 0.5×, ≥ 0.999); at RadAI's default precision {row['same_windows_default_precision']['speedup']:.2f}×, "
+              f"agreement {row['same_windows_default_precision']['agreement']:.4f}; RadAI with body crop {runs['radai']['seconds']:.1f} s → "
               f"{crop['speedup']:.2f}× (target ≥ 2×), agreement {crop['agreement']:.4f}; network Dice vs phantom "
               f"{row['network_dice_vs_phantom']:.3f}")
 
