@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-
 import nnunet_builders as builders
 from RadAISegmentLib.errors import ModelError, UnsafeArchiveError, UntrustedCodeError
 

@@ -15,7 +15,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-
 import nnunet_builders as builders
 
 CASES = {"CT": builders.ct_case, "MR": builders.mr_case}

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-
 from RadAISegmentLib import nnunet_resample as resample
 from RadAISegmentLib.nnunet_inference import (canonical_axes, nnunet_gaussian, oriented, unoriented,
                                               window_starts)

@@ -38,7 +38,6 @@ class DemoContext:
 
 #: CT window (level, width) in HU for a tumour in the lung: lung tissue grey, soft tissue and bone light.
 LUNG_WINDOW = (-500.0, 1400.0)
-#: Display names of saliency methods (``SaliencyResult.metadata['method']``).
 
 MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_volume_mm3", "Mesh volume (mm³)"),
                    ("surface_area_mm2", "Surface (mm²)"), ("sphericity", "Sphericity"),

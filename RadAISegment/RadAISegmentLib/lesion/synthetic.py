@@ -130,15 +130,17 @@ def _compartment(crop: np.ndarray, centre: np.ndarray, ct: bool) -> Optional[np.
     components, _ = ndimage.label(inside)
     if components[at] == 0:
         return None
-    inside = components == components[at]
-    return (ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)).astype(np.float32)
+    return _signed_distance(components == components[at])
 
 
 def _organ_level_set(organ: np.ndarray) -> Optional[np.ndarray]:
-    """Signed distance (voxels, < 0 inside) of a resampled organ mask (0..1) on the crop; None when empty."""
+    """Level set of a resampled organ mask (0..1) on the crop; None when the organ is not in the crop."""
     inside = organ >= 0.5
-    if not inside.any():
-        return None
+    return _signed_distance(inside) if inside.any() else None
+
+
+def _signed_distance(inside: np.ndarray) -> np.ndarray:
+    """Signed distance (crop voxels, < 0 inside) to the surface of a boolean region: a compartment's level set."""
     return (ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)).astype(np.float32)
 
 
