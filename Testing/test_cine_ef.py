@@ -75,7 +75,8 @@ def test_cine_to_ef_in_one_step_with_the_real_bundle_config(bundle, tmp_path):
     of the analytic value; bf16 keeps the labels (Dice ≥ 0.98 per label)."""
     images, labelmaps, truth = phantom_cine(8)
     nifti = write_cine(images, tmp_path / "cine.nii.gz", truth["times_ms"])
-    done = run_cli("ef", "--image", nifti, "--model", bundle, "--heart-rate", 60, "--precision", "fp32", "--json",
+    done = run_cli("ef", "--image", nifti, "--model", bundle, "--heart-rate", 60, "--precision", "fp32",
+                   "--runtime", "torch", "--json",
                    "--out", tmp_path / "seg.nii.gz")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -92,7 +93,8 @@ def test_cine_to_ef_in_one_step_with_the_real_bundle_config(bundle, tmp_path):
     assert data["times_ms"] == pytest.approx(truth["times_ms"], abs=1e-3)
 
     folder = write_cine_dicom(images, tmp_path / "dicom", truth["times_ms"], names="shuffled")
-    from_dicom = run_cli("ef", "--image", folder, "--model", bundle, "--precision", "fp32", "--json")
+    from_dicom = run_cli("ef", "--image", folder, "--model", bundle, "--precision", "fp32", "--runtime", "torch",
+                         "--json")
     assert from_dicom.returncode == 0, from_dicom.stderr
     dicom_data = json.loads(from_dicom.stdout)
     assert dicom_data["volumes_ml"] == pytest.approx(data["volumes_ml"], rel=1e-9)

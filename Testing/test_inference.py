@@ -237,7 +237,8 @@ moves near-ties). With the body crop, windows sit elsewhere."""
                   metadata={"modality": "CT"})
     spacing, direction, origin, size = model_grid(image, tiny_model)
     assert size == image.shape_ijk and np.allclose(direction, image.direction_lps)       # no resampling
-    ours = segment_image(image, tiny_model, device="cpu", crop_foreground=False, precision="fp32").array
+    ours = segment_image(image, tiny_model, device="cpu", crop_foreground=False, precision="fp32",
+                         runtime="torch").array
     volume = normalise(torch.from_numpy(image.array.transpose(2, 1, 0).astype(np.float32).copy())[None],
                        tiny_model.normalisation)
     with torch.no_grad():

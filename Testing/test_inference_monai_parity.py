@@ -102,7 +102,8 @@ def test_structure_cut_by_the_image_edge_keeps_its_rim(tmp_path):
                                 roi_size=(16, 16, 16))
     for spacing, direction in GEOMETRIES:
         image = phantom(spacing, direction, seed=3)
-        ours = segment_image(image, model, device="cpu", crop_foreground=False, precision="fp32").array
+        ours = segment_image(image, model, device="cpu", crop_foreground=False, precision="fp32",
+                             runtime="torch").array
         transforms = Compose([*monai_preprocessing().transforms,
                               ScaleIntensityRanged("image", 0.0, 1000.0, 0.0, 1.0, clip=True)])
         data = transforms(as_loaded(image))

@@ -74,7 +74,7 @@ def test_labels_equal_nnunet_predictor(kind, mirroring, record_property):
     model = dataclasses.replace(model, extras=dict(model.extras, nnunet=settings))
     theirs = nnunet_labels(case, mirroring)
     image = radai_image(case)
-    ours = segment_image(image, model, device="cpu", crop_foreground=False)
+    ours = segment_image(image, model, device="cpu", crop_foreground=False, runtime="torch")
     assert ours.array.shape == image.array.shape and ours.spacing_mm == image.spacing_mm
     assert np.array_equal(ours.array, theirs), f"{np.count_nonzero(ours.array != theirs)} voxels differ"
     cropped = segment_image(image, model, device="cpu", crop_foreground=True).array
@@ -120,9 +120,27 @@ def test_parts_combined_with_totalsegmentator_ids_and_canonical_orientation(tmp_
     path = write_image(Image(stored, case.spacing_ijk, (0.0, 0.0, 0.0), direction, metadata={"modality": "CT"}),
                        tmp_path / "flipped.nrrd")
     out = tmp_path / "seg.seg.nrrd"                                     # a Slicer segmentation: names kept
-    assert main(["segment", str(path), "--model", "two-parts", "--device", "cpu", "--no-crop", "--out", str(out)]) == 0
+    assert main(["segment", str(path), "--model", "two-parts", "--device", "cpu", "--no-crop", "--runtime", "torch",
+                 "--out", str(out)]) == 0
     written = read_labelmap(out)
     lut = np.array([0, ids["liver"], ids["spleen"], ids["rib_left_1"]], dtype=np.uint8)
     expected = lut[nnunet_labels(case, False)][:, ::-1, ::-1]
     assert np.array_equal(written.array, expected)
     assert {s.name for s in written.segments} == {"liver", "spleen", "rib_left_1"}
+
+
+def test_openvino_runtime_at_nnunets_windows_agrees_with_nnunet_predictor():
+    """``--runtime openvino`` (the default where OpenVINO is installed) runs nnU-Net's windows through an
+    OpenVINO-compiled network: labels agree with ``nnUNetPredictor``'s except at near-ties."""
+    from RadAISegmentLib.inference import segment_image
+    from RadAISegmentLib.models.loaders import load_model_folder
+    case = CASES["CT"]()
+    model = load_model_folder(case.model.folder)
+    settings = dict(model.extras["nnunet"], use_mirroring=False)
+    model = dataclasses.replace(model, extras=dict(model.extras, nnunet=settings))
+    theirs = nnunet_labels(case, False)
+    ours = segment_image(radai_image(case), model, device="cpu", crop_foreground=False, runtime="openvino")
+    assert ours.metadata["inference_precision"] == "fp32 (OpenVINO)"
+    differing = np.count_nonzero(ours.array != theirs) / theirs.size
+    assert differing <= 1e-3, f"{differing:.2%} of voxels differ from nnU-Net's"
+    assert min(dice_per_label(ours.array, theirs).values()) >= 0.999

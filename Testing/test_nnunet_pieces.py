@@ -125,3 +125,36 @@ def test_legacy_plans_build_the_same_network():
     x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
         assert torch.equal(ours.eval()(x), theirs.eval()(x))
+
+
+@pytest.mark.parametrize("quantum", [0.0, 0.25], ids=["smooth", "ties"])
+def test_pruned_boundary_labels_equal_interpolating_every_class(quantum):
+    """At boundary voxels the exporter interpolates only the classes whose largest corner logit reaches the
+    largest smallest-corner logit (the others cannot win or tie): the labels are those of interpolating
+    all 25 classes, including float16 ties (logits on a 0.25 grid), where the lowest class wins."""
+    heads, model_shape, out_shape = 25, (6, 9, 8), (13, 20, 17)
+    rng = np.random.default_rng(3)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(heads,) + model_shape), 2), 3) / 3.0
+    if quantum:
+        smooth = np.round(smooth / quantum) * quantum
+    logits = torch.from_numpy(smooth.astype(np.float16))
+    maps = [resample.AxisMap(m, o, True) for m, o in zip(model_shape, out_shape)]
+    table = logits.permute(1, 2, 3, 0).reshape(-1, heads)
+    voxels = tuple(np.stack(np.meshgrid(*[np.arange(o) for o in out_shape], indexing="ij")).reshape(3, -1))
+    corners = resample._corners(maps, voxels, 0, model_shape[1:])
+    every = resample._interpolated_labels(table, corners, torch.float16)
+    pruned = resample._pruned_labels(table, corners, torch.float16)
+    assert torch.equal(pruned, every)
+    values = torch.stack([table.index_select(0, flat) for flat, _ in corners]).float()
+    remaining = (values.max(0).values >= values.min(0).values.max(1, keepdim=True).values).sum(1)
+    assert (remaining <= resample.CANDIDATES).any() and (remaining > resample.CANDIDATES).any()   # both paths
+
+
+@pytest.mark.parametrize("shift", [1, 3, 4, 7, 9])
+def test_rows_slide_in_place_as_a_concatenation_would(shift):
+    from RadAISegmentLib.nnunet_inference import slide_rows
+    buffer = torch.arange(2 * 8 * 3, dtype=torch.float16).reshape(2, 8, 3)
+    expected = torch.cat([buffer[:, shift:], torch.zeros((2, min(shift, 8), 3), dtype=torch.float16)], 1)[:, :8]
+    address = buffer.data_ptr()
+    slide_rows(buffer, 1, shift)
+    assert torch.equal(buffer, expected) and buffer.data_ptr() == address

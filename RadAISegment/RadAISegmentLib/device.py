@@ -30,13 +30,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass(frozen=True)
 class DeviceChoice:
     """``device`` for the network, ``sw_device`` where stitched outputs live (always CPU here: images can be
-    large), ``mixed_precision`` True on CUDA (autocast float16), ``cpu_bf16`` True when the network runs under
-    CPU bfloat16 autocast."""
+    large), ``mixed_precision`` True on CUDA (autocast float16), ``cpu_bf16`` True when the network runs in
+    bfloat16 on the CPU, ``runtime`` what executes it on the CPU (``"torch"`` or ``"openvino"``, see
+    :mod:`.cpu_runtime`)."""
 
     device: torch.device
     sw_device: torch.device
     mixed_precision: bool
     cpu_bf16: bool = False
+    runtime: str = "torch"
 
     @property
     def precision(self) -> str:
@@ -48,15 +50,21 @@ class DeviceChoice:
     def autocast(self):
         if self.mixed_precision and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
-        if self.cpu_bf16 and self.device.type == "cpu":
+        if self.cpu_bf16 and self.device.type == "cpu" and self.runtime == "torch":
             return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return contextlib.nullcontext()             # OpenVINO compiles its precision into the network
 
     def with_precision(self, precision: str) -> "DeviceChoice":
         """The same device with CPU bfloat16 on (``"bf16"``) or off (``"fp32"``); CUDA choices are unchanged."""
         if self.device.type != "cpu":
             return self
-        return DeviceChoice(self.device, self.sw_device, False, precision == "bf16")
+        return DeviceChoice(self.device, self.sw_device, False, precision == "bf16", self.runtime)
+
+    def with_runtime(self, runtime: str) -> "DeviceChoice":
+        """The same device and precision run by ``"torch"`` or ``"openvino"`` (CPU only)."""
+        if self.device.type != "cpu":
+            return self
+        return DeviceChoice(self.device, self.sw_device, False, self.cpu_bf16, runtime)
 
 
 def cpu_bf16_instructions() -> Optional[str]:
@@ -181,6 +189,9 @@ def run_with_cpu_fallback(work: Callable[[DeviceChoice], T], choice: DeviceChoic
 
 def precision_report(choice: DeviceChoice) -> str:
     """What ran, for users and logs: e.g. ``"bf16 (CPU autocast, avx512_bf16)"``, ``"fp32"``, ``"fp16 (CUDA)"``."""
+    engine = "OpenVINO" if choice.runtime == "openvino" else "CPU autocast"
     if choice.precision == "bf16":
-        return f"bf16 (CPU autocast, {cpu_bf16_instructions() or 'emulated: no bf16 instructions'})"
-    return "fp16 (CUDA autocast)" if choice.precision == "fp16" else "fp32"
+        return f"bf16 ({engine}, {cpu_bf16_instructions() or 'emulated: no bf16 instructions'})"
+    if choice.precision == "fp16":
+        return "fp16 (CUDA autocast)"
+    return "fp32 (OpenVINO)" if choice.runtime == "openvino" else "fp32"

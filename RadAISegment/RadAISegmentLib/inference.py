@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .cpu_runtime import resolve_runtime, runtime_network
 from .device import DeviceChoice, choose_device, precision_report, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import InputError, ModelError
 from .grid_resample import grid_axes, image_to_model_grid, labels_to_input_grid
@@ -241,12 +242,14 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
                   largest_component: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None, crop_foreground: bool = True,
                   window_weighting: Optional[str] = None, stitch_dtype: Optional[torch.dtype] = None,
-                  precision: str = "auto") -> Image:
+                  precision: str = "auto", runtime: str = "auto") -> Image:
     """Labelmap (uint8, exactly on the input grid, segments from the card/bundle) of ``image``.
 
     ``image`` may be a list of co-registered images for multi-channel models (e.g. BraTS: T1c, T1, T2, FLAIR).
     ``precision`` (``auto|fp32|bf16``) is the CPU arithmetic (see :func:`network_precision`); the labelmap's
-    ``metadata["inference_precision"]`` says which ran.
+    ``metadata["inference_precision"]`` says which ran. ``runtime`` (``auto|torch|openvino``) is what executes
+    the network on the CPU (:mod:`.cpu_runtime`): ``torch`` reproduces MONAI's / nnU-Net's labels exactly,
+    OpenVINO (``auto`` where installed) is faster and differs at near-ties only.
     """
     for item in (image if isinstance(image, (list, tuple)) else [image]):
         item.require_finite()
@@ -264,7 +267,7 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     if model.card.format == "nnunet_v2":                       # nnU-Net's own pipeline, reproduced
         from .nnunet_inference import segment_nnunet
         return segment_nnunet(images, model, device, fast, largest_component, progress, cancel, crop_foreground,
-                              precision)
+                              precision, runtime)
     progress = progress or no_progress
     choice = choose_device(device)
     spacing, direction, origin, size = model_grid(reference, model, fast)
@@ -290,8 +293,11 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
 
     def work(run_choice: DeviceChoice) -> np.ndarray:
         run_choice = run_choice.with_precision(cpu_precision)
+        run_choice = run_choice.with_runtime(resolve_runtime(runtime, run_choice))
+        example = (model.sw_batch_size, model.in_channels, *model.roi_size[:model.spatial_dims])
+        network, run_choice = runtime_network(model.network.to(run_choice.device), run_choice, example,
+                                              lambda m: progress(0.0, m))
         ran.append(run_choice)
-        network = model.network.to(run_choice.device)
         return sliding_window_labels(cropped, network, model.roi_size, model.out_channels, run_choice,
                                      overlap=model.overlap, sw_batch_size=model.sw_batch_size,
                                      spatial_dims=model.spatial_dims, activation=model.activation,

@@ -23,6 +23,8 @@ import torch
 SEPARATE_Z_THRESHOLD = 3.0
 #: Boundary voxels whose logits are interpolated at once (bounds the float64 temporaries: classes × this).
 MIXED_CHUNK = 1 << 18
+#: Classes interpolated per boundary voxel when no more can win there (else all are).
+CANDIDATES = 4
 
 
 def new_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
@@ -108,6 +110,7 @@ class AxisMap:
     """Per output index along one axis: the model indices it interpolates from and the high one's weight."""
 
     def __init__(self, size_model: int, size_out: int, linear: bool) -> None:
+        self.identity = size_model == size_out
         if linear and size_model != size_out:
             self.low, self.high, self.weight = axis_linear(size_model, size_out)
         else:
@@ -143,21 +146,72 @@ def _homogeneous(labels: np.ndarray, maps: list[AxisMap], rows: np.ndarray, row_
     return low
 
 
-def _interpolated_labels(logits: torch.Tensor, maps: list[AxisMap], voxels: tuple, row_offset: int,
-                         head_dtype: torch.dtype) -> torch.Tensor:
-    """Argmax of the interpolated logits (float64, rounded to ``head_dtype``) at output ``voxels``."""
-    total = None
-    corners = []
+def _corners(maps: list[AxisMap], voxels: tuple, row_offset: int,
+             model_plane: tuple[int, int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The 8 interpolation corners of output ``voxels``: ``(row of the voxel-major table, float64 weight)``."""
+    per_axis = []
     for axis, index in enumerate(voxels):
         m = maps[axis]
         weight = torch.from_numpy(m.weight[index])
-        corners.append(((torch.from_numpy(m.low[index]), 1.0 - weight), (torch.from_numpy(m.high[index]), weight)))
-    for (i0, w0) in corners[0]:
-        for (i1, w1) in corners[1]:
-            for (i2, w2) in corners[2]:
-                value = logits[:, i0 - row_offset, i1, i2].double() * (w0 * w1 * w2)
-                total = value if total is None else total + value
-    return total.to(head_dtype).argmax(0)
+        per_axis.append(((torch.from_numpy(m.low[index]), 1.0 - weight), (torch.from_numpy(m.high[index]), weight)))
+    m1, m2 = model_plane
+    corners = []
+    for (i0, w0) in per_axis[0]:
+        for (i1, w1) in per_axis[1]:
+            flat01 = ((i0 - row_offset) * m1 + i1) * m2
+            corners.extend((flat01 + i2, w0 * w1 * w2) for (i2, w2) in per_axis[2])
+    return corners
+
+
+def _interpolated_labels(table: torch.Tensor, corners: list, head_dtype: torch.dtype) -> torch.Tensor:
+    """Argmax of the interpolated logits (float64, rounded to ``head_dtype``) over all classes.
+
+    ``table`` holds the model rows' logits voxel by voxel, ``(rows · m1 · m2, C)``: each corner of the
+    interpolation is one contiguous row of C values."""
+    total = None
+    for flat, weight in corners:
+        value = table.index_select(0, flat).double()
+        value *= weight[:, None]
+        total = value if total is None else total.add_(value)
+    return total.to(head_dtype).argmax(1)
+
+
+def _pruned_labels(table: torch.Tensor, corners: list, head_dtype: torch.dtype) -> torch.Tensor:
+    """The same labels as :func:`_interpolated_labels`, interpolating only the classes that can win.
+
+    An interpolated logit lies between its corners' smallest and largest (a convex combination; rounding to
+    ``head_dtype`` keeps that, the corners being ``head_dtype`` values). So a class whose largest corner
+    value is below ``lower`` (the largest over classes of their smallest corner value) ends strictly below
+    some other class: it can neither win nor tie. Voxels sharing their corners share these bounds; where
+    more than :data:`CANDIDATES` classes remain, all classes are interpolated."""
+    classes = table.shape[1]
+    k = min(CANDIDATES, classes)
+    first, last = corners[0][0], corners[-1][0]              # the low and the high corner fix all eight
+    cells, inverse = torch.unique(first * table.shape[0] + last, return_inverse=True)
+    representative = torch.zeros(cells.numel(), dtype=torch.int64).scatter_(0, inverse, torch.arange(inverse.numel()))
+    values = torch.stack([table.index_select(0, flat[representative]) for flat, _ in corners]).float()
+    most, least = values.max(0).values, values.min(0).values                   # (cells, C)
+    lower = least.max(1, keepdim=True).values
+    candidate = most >= lower
+    top = torch.where(candidate, most, torch.tensor(float("-inf"))).topk(k, dim=1).indices
+    fast = candidate.sum(1)[inverse] <= k
+    labels = torch.empty(inverse.numel(), dtype=torch.int64)
+    slow = torch.nonzero(~fast).flatten()
+    if slow.numel():
+        labels[slow] = _interpolated_labels(table, [(f[slow], w[slow]) for f, w in corners], head_dtype)
+    chosen = torch.nonzero(fast).flatten()
+    if chosen.numel():
+        classes_k = top[inverse[chosen]]                                          # (n, k)
+        flat_table = table.reshape(-1)
+        total = None
+        for flat, weight in corners:
+            value = flat_table[flat[chosen, None] * classes + classes_k].double()
+            value *= weight[chosen, None]
+            total = value if total is None else total.add_(value)
+        rounded = total.to(head_dtype)
+        best = rounded.max(1, keepdim=True).values
+        labels[chosen] = torch.where(rounded == best, classes_k, classes).min(1).values   # ties: lowest class
+    return labels
 
 
 class LabelExporter:
@@ -176,6 +230,10 @@ class LabelExporter:
 
     def add(self, start: int, logits: torch.Tensor) -> None:
         """Take model rows ``start .. start + logits.shape[1]`` (contiguous with the previous call)."""
+        if all(m.identity for m in self.maps):          # the input's grid is the model's: argmax, nothing held
+            self.labels[start:start + logits.shape[1]] = logits.argmax(0).numpy()
+            self.next_row = start + logits.shape[1]
+            return
         if self.held is None:
             self.held, self.held_start = logits, start
         else:
@@ -195,9 +253,13 @@ class LabelExporter:
         heads = self.held.argmax(0).numpy()
         block = _homogeneous(heads, self.maps, rows, self.held_start)
         mixed = np.nonzero(block < 0)
-        for chunk in range(0, mixed[0].size, MIXED_CHUNK):
-            part = tuple(m[chunk:chunk + MIXED_CHUNK] for m in mixed)
-            voxels = (rows[part[0]], part[1], part[2])
-            block[part] = _interpolated_labels(self.held, self.maps, voxels, self.held_start,
-                                               self.held.dtype).numpy()
+        if mixed[0].size:                          # a voxel-major copy of only the model rows these rows use
+            r0 = int(self.maps[0].low[first]) - self.held_start
+            r1 = int(self.maps[0].high[last - 1]) - self.held_start + 1
+            table = self.held[:, r0:r1].permute(1, 2, 3, 0).contiguous().view(-1, self.held.shape[0])
+            for chunk in range(0, mixed[0].size, MIXED_CHUNK):
+                part = tuple(m[chunk:chunk + MIXED_CHUNK] for m in mixed)
+                corners = _corners(self.maps, (rows[part[0]], part[1], part[2]), self.held_start + r0,
+                                   tuple(self.held.shape[2:]))
+                block[part] = _pruned_labels(table, corners, self.held.dtype).numpy()
         self.labels[first:last] = block

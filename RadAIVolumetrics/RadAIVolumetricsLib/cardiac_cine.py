@@ -35,8 +35,10 @@ def ventricle_labels(segments: Sequence[SegmentInfo], model_id: str = "the model
 
 
 def segment_cine(phases: Sequence[Image], model, device: str = "auto", precision: str = "auto",
-                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> list[Image]:
-    """One labelmap per phase (each on its phase's grid), the model at its own window positions."""
+                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                 runtime: str = "auto") -> list[Image]:
+    """One labelmap per phase (each on its phase's grid), the model at its own window positions
+    (``precision``, ``runtime``: as :func:`RadAISegmentLib.inference.segment_image`)."""
     from RadAISegmentLib.inference import segment_image
     progress = progress or no_progress
     labelmaps = []
@@ -44,14 +46,14 @@ def segment_cine(phases: Sequence[Image], model, device: str = "auto", precision
         def phase_progress(fraction: float, message: str, index: int = index) -> None:
             progress((index + fraction) / len(phases), f"phase {index + 1}/{len(phases)}: {message}")
         labelmaps.append(segment_image(phase, model, device=device, crop_foreground=False, precision=precision,
-                                       progress=phase_progress, cancel=cancel))
+                                       progress=phase_progress, cancel=cancel, runtime=runtime))
     progress(1.0, "done")
     return labelmaps
 
 
 def ejection_fraction_from_cine(cine, model, heart_rate_bpm: Optional[float] = None, device: str = "auto",
                                 precision: str = "auto", progress: Optional[ProgressCallback] = None,
-                                cancel: Optional[CancelToken] = None) -> tuple[dict, list[Image]]:
+                                cancel: Optional[CancelToken] = None, runtime: str = "auto") -> tuple[dict, list[Image]]:
     """``(result, labelmaps)`` for a cine and a loaded ventricular model: the ``radai ef`` keys (``edv_ml``,
     ``esv_ml``, ``stroke_volume_ml``, ``ejection_fraction_percent``, ``ed_phase``, ``es_phase``,
     ``myocardial_mass_g``, ``cardiac_output_l_min`` with a heart rate, ``volumes_ml``, ``times_ms``, ``warnings``)
@@ -59,7 +61,7 @@ def ejection_fraction_from_cine(cine, model, heart_rate_bpm: Optional[float] = N
     """
     roles = ventricle_labels(model.segments, model.card.id)           # before any inference: fail fast
     rate = heart_rate_bpm or cine.heart_rate_bpm
-    labelmaps = segment_cine(cine.phases, model, device, precision, progress, cancel)
+    labelmaps = segment_cine(cine.phases, model, device, precision, progress, cancel, runtime=runtime)
     result = ejection_fraction_from_sequence(labelmaps, roles["lv"], roles.get("myocardium"), rate,
                                              times_ms=cine.times_ms)
     result.update(model=model.card.id, precision=labelmaps[0].metadata.get("inference_precision"),
@@ -84,14 +86,15 @@ def load_model_by_id_or_path(model: str):
 
 def cine_ef_files(cine_path, model: str, labels_out=None, heart_rate_bpm: Optional[float] = None,
                   device: str = "auto", precision: str = "auto", progress: Optional[ProgressCallback] = None,
-                  cancel: Optional[CancelToken] = None) -> dict:
+                  cancel: Optional[CancelToken] = None, runtime: str = "auto") -> dict:
     """File to file, for the CLI and a worker process: read the cine (4D file or DICOM folder), load ``model``
     (id or path), measure (:func:`ejection_fraction_from_cine`), and write the labelmap sequence to
     ``labels_out`` (4D file, atomically) when given. Returns the result dict (``output`` = the file written)."""
     from RadAISegmentLib.cine import read_cine, write_cine
     cine = read_cine(cine_path)
     loaded = load_model_by_id_or_path(model)
-    result, labelmaps = ejection_fraction_from_cine(cine, loaded, heart_rate_bpm, device, precision, progress, cancel)
+    result, labelmaps = ejection_fraction_from_cine(cine, loaded, heart_rate_bpm, device, precision, progress, cancel,
+                                                    runtime=runtime)
     if labels_out:
         result["output"] = str(write_cine(labelmaps, labels_out, cine.times_ms))
     return result

@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                         help="network arithmetic on the CPU: auto (default) = bf16 autocast where the CPU has bf16 "
                              "instructions (AMX/AVX512-BF16) unless the model card pins fp32, else fp32; fp32 forces "
                              "float32 (the --json report says which ran)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
+                        help="what runs an organ model's network on the CPU: auto (default) = OpenVINO where "
+                             "installed (faster; labels differ from PyTorch's at near-ties only), else PyTorch; "
+                             "torch gives MONAI's / nnU-Net's own labels exactly")
     parser.add_argument("--out", required=True, help="output labelmap (.nrrd, .nii.gz, .seg.nrrd)")
     parser.add_argument("--json", action="store_true",
                         help="print labels written (with each lesion's volume and volume range) and timings as JSON")
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         labelmap = segment_image(image, model, device=args.device, fast=args.fast,
                                  largest_component=args.largest_component, progress=progress,
-                                 crop_foreground=not args.no_crop, precision=args.precision)
+                                 crop_foreground=not args.no_crop, precision=args.precision,
+                                 runtime=args.runtime)
     timings["inference_s"] = time.perf_counter() - start
     start = time.perf_counter()
     out = Path(args.out)

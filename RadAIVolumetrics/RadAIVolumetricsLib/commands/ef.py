@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="network arithmetic on the CPU: auto = bf16 where the CPU has bf16 instructions "
                              "(AMX/AVX512-BF16), else fp32")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
+                        help="what runs the network on the CPU: auto = OpenVINO where installed, else PyTorch; "
+                             "torch gives the MONAI bundle's own labels exactly")
     parser.add_argument("--out", help="with --image: write the segmentation sequence (4D labelmap, .nii.gz/.nrrd)")
     parser.add_argument("--es", help="end-systolic labelmap")
     parser.add_argument("--label", default="1", help="blood-pool label name or id (default 1)")
@@ -73,4 +76,5 @@ def _from_cine(args: argparse.Namespace) -> dict:
     if not args.model:
         raise InputError("--image needs --model (a ventricular model, e.g. ventricular_short_axis_3label).")
     progress = TerminalProgress(f"ef {args.model}") if sys.stderr.isatty() else None
-    return cine_ef_files(args.image, args.model, args.out, args.heart_rate, args.device, args.precision, progress)
+    return cine_ef_files(args.image, args.model, args.out, args.heart_rate, args.device, args.precision, progress,
+                         runtime=args.runtime)
