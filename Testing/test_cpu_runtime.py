@@ -35,6 +35,8 @@ class InputDependentBranch(torch.nn.Module):
 
 def test_auto_is_openvino_on_the_cpu_and_torch_on_a_gpu():
     assert resolve_runtime("auto", CPU) == "openvino"
+    assert resolve_runtime("auto", CPU, auto_openvino=False) == "torch"          # MONAI bundles
+    assert resolve_runtime("openvino", CPU, auto_openvino=False) == "openvino"
     assert resolve_runtime("auto", GPU) == "torch"
     assert resolve_runtime("torch", CPU) == "torch"
     with pytest.raises(InputError, match="CPU only"):

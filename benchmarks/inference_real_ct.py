@@ -22,10 +22,14 @@ the input grid (imports excluded for both):
 * ``monai``: MONAI's bundle pipeline as its ``SupervisedEvaluator`` runs it on a CPU (``ConfigParser`` over
   the real ``inference.json``: ``LoadImaged`` of a NIfTI copy of the CT, its preprocessing, its inferer, its
   postprocessing with ``Invertd``; ``SaveImaged`` left out, fp32 — the bundle's ``amp`` is CUDA-only);
-* ``ours``: ``segment_image`` as ``radai segment`` runs it (body crop, ``--precision auto``);
+* ``ours``: ``segment_image`` as ``radai segment`` runs it (body crop, ``--precision auto``, ``--runtime auto``,
+  which is PyTorch for MONAI bundles);
 * ``ours-fp32``: the same with ``--precision fp32`` (``bf16_vs_fp32``: does bfloat16 keep the labels?);
-* ``ours-nocrop-fp32``: MONAI's window positions, float32 (``nocrop_fp32_vs_monai``: the pipelines are
-  equivalent, the image's outermost voxels included — ``edge_voxels_disagreeing``).
+* ``ours-openvino``: the same as ``ours`` through OpenVINO (``--runtime openvino``; ``speedup_openvino_vs_monai``);
+* ``ours-nocrop-fp32``: MONAI's window positions, float32 in PyTorch (``nocrop_fp32_vs_monai``: the pipelines
+  are equivalent, the image's outermost voxels included — ``edge_voxels_disagreeing``).
+OpenVINO's conversion of the network is kept in a models cache (``cpu_runtime``); an unmeasured first child
+makes it, as a user's first run would (``openvino_conversion_s``), in the benchmark's own cache folder.
 
 Agreement is multi-label Dice (voxels with equal non-zero label / mean non-zero count), inside the body and
 over the whole volume, plus Dice per label. Run heavy: ``flock /work/notes/heavy.lock python
@@ -56,7 +60,7 @@ DEFAULT_CT = next((path for path in (SHARED / "pyradiomics-cases" / "lung1_image
 #: the real bundle config, bundled in the repository (identical to the published one, Testing/Data/PROVENANCE.md)
 BUNDLE_CONFIG = ROOT / "Testing" / "Data" / "monai-bundle-configs" / "wholeBody_ct_segmentation"
 PSEUDO_LABELS = {1: "soft tissue", 2: "fat", 3: "lung", 4: "bone"}
-KINDS = ("monai", "ours", "ours-fp32", "ours-nocrop-fp32")
+KINDS = ("monai", "ours", "ours-fp32", "ours-openvino", "ours-nocrop-fp32")
 
 
 def pseudo_labels(array_kji: np.ndarray) -> np.ndarray:
@@ -195,6 +199,13 @@ def child(kind: str, image_path: str, nifti: str, bundle: str, spacing: float, o
     choose_device("cpu")
     start, cpu_start = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     precision = "fp32"
+    if kind == "openvino-conversion":
+        from RadAISegmentLib.cpu_runtime import runtime_network
+        model = load_model_folder(bundle)
+        runtime_network(model.network, choose_device("cpu").with_runtime("openvino"),
+                        (model.sw_batch_size, model.in_channels, *model.roi_size))
+        print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}))
+        return
     if kind == "monai":
         labels = run_monai_bundle(nifti, bundle, spacing)
     else:
@@ -202,7 +213,8 @@ def child(kind: str, image_path: str, nifti: str, bundle: str, spacing: float, o
         model = load_model_folder(bundle)
         labelmap = segment_image(image, model, device="cpu", fast=spacing > 1.5 + 1e-6,
                                  crop_foreground="nocrop" not in kind,
-                                 precision="fp32" if kind.endswith("fp32") else "auto")
+                                 precision="fp32" if kind.endswith("fp32") else "auto",
+                                 runtime={"ours-openvino": "openvino", "ours-nocrop-fp32": "torch"}.get(kind, "auto"))
         labels, precision = labelmap.array, labelmap.metadata["inference_precision"]
     seconds, cpu_end = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
@@ -212,8 +224,9 @@ def child(kind: str, image_path: str, nifti: str, bundle: str, spacing: float, o
 
 
 def measure(kind: str, image_path: Path, nifti: Path, bundle: Path, spacing: float, out: Path) -> dict:
+    env = dict(os.environ, RADAI_MODELS_DIR=str(out.parent / "models-cache"))      # OpenVINO's kept conversions
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(image_path), str(nifti), str(bundle),
-                           str(spacing), str(out)], capture_output=True, text=True)
+                           str(spacing), str(out)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} run failed: {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -248,6 +261,10 @@ def compare(spacing: float, runs: dict, labels: dict, reference: np.ndarray, bod
         "speedup_vs_monai": runs["monai"]["seconds"] / runs["ours"]["seconds"],
         "peak_rss_ratio_vs_monai": runs["ours"]["peak_rss_mb"] / runs["monai"]["peak_rss_mb"],
         "speedup_fp32_vs_monai": runs["monai"]["seconds"] / runs["ours-fp32"]["seconds"],
+        "speedup_openvino_vs_monai": runs["monai"]["seconds"] / runs["ours-openvino"]["seconds"],
+        "peak_rss_ratio_openvino_vs_monai": runs["ours-openvino"]["peak_rss_mb"] / runs["monai"]["peak_rss_mb"],
+        "precision_openvino": runs["ours-openvino"]["precision"],
+        "openvino_vs_torch_dice": dice(ours, labels["ours-openvino"], whole),
         "cpu_time_ratio_monai_over_ours": runs["monai"]["cpu_seconds"] / runs["ours"]["cpu_seconds"],
         "dice_agreement_vs_monai": dice(ours, monai, body),
         "dice_agreement_vs_monai_whole_volume": dice(ours, monai, whole),
@@ -292,9 +309,11 @@ def main() -> None:
         reference = pseudo_labels(np.asarray(image.array))
         body = reference > 0
         for spacing in (float(s) for s in args.spacings.split(",")):
+            conversion = measure("openvino-conversion", image_path, nifti, bundle, spacing, tmp / "conversion.npy")
             runs = {kind: measure(kind, image_path, nifti, bundle, spacing, tmp / f"{kind}.npy") for kind in KINDS}
             labels = {kind: np.load(tmp / f"{kind}.npy") for kind in KINDS}
-            results[f"{spacing:g}mm"] = compare(spacing, runs, labels, reference, body)
+            results[f"{spacing:g}mm"] = dict(compare(spacing, runs, labels, reference, body),
+                                             openvino_conversion_s=conversion["seconds"])
     summary = {"image": str(image_path), "shape_ijk": image.shape_ijk, "spacing_mm": image.spacing_mm,
                "network": f"wholeBody SegResNet, real bundle config, {args.train_steps} steps on pseudo-labels",
                "cpu_threads": os.cpu_count(), "per_spacing": results}
@@ -305,7 +324,10 @@ def main() -> None:
         ours, monai = row["runs"]["ours"], row["runs"]["monai"]
         print(f"{name}: ours ({row['precision_ours']}) {ours['seconds']:.1f} s / {ours['peak_rss_mb']:.0f} MB, MONAI bundle "
               f"{monai['seconds']:.1f} s / {monai['peak_rss_mb']:.0f} MB → speedup {row['speedup_vs_monai']:.2f}× "
-              f"(CPU time {row['cpu_time_ratio_monai_over_ours']:.2f}×; fp32: {row['speedup_fp32_vs_monai']:.2f}×), RSS ratio {row['peak_rss_ratio_vs_monai']:.2f}; Dice vs MONAI "
+              f"(CPU time {row['cpu_time_ratio_monai_over_ours']:.2f}×; fp32: {row['speedup_fp32_vs_monai']:.2f}×; through OpenVINO "
+              f"({row['precision_openvino']}): {row['speedup_openvino_vs_monai']:.2f}× at {row['peak_rss_ratio_openvino_vs_monai']:.2f}× memory, "
+              f"labels vs PyTorch's {row['openvino_vs_torch_dice']:.4f}; OpenVINO conversion, first run only: "
+              f"{row['openvino_conversion_s']:.1f} s), RSS ratio {row['peak_rss_ratio_vs_monai']:.2f}; Dice vs MONAI "
               f"{row['dice_agreement_vs_monai']:.4f} (body), bf16 vs fp32 {row['bf16_vs_fp32_dice']:.4f}, "
               f"no-crop fp32 vs MONAI {row['nocrop_fp32_vs_monai_dice']:.4f} "
               f"({row['edge_voxels_disagreeing_nocrop_fp32_vs_monai']} edge voxels differ); targets (>= 2x, <= 0.5): "

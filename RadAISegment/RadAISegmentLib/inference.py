@@ -249,7 +249,8 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
     ``precision`` (``auto|fp32|bf16``) is the CPU arithmetic (see :func:`network_precision`); the labelmap's
     ``metadata["inference_precision"]`` says which ran. ``runtime`` (``auto|torch|openvino``) is what executes
     the network on the CPU (:mod:`.cpu_runtime`): ``torch`` reproduces MONAI's / nnU-Net's labels exactly,
-    OpenVINO (``auto`` where installed) is faster and differs at near-ties only.
+    OpenVINO is faster and differs at near-ties only; ``auto`` is OpenVINO for nnU-Net models, PyTorch for
+    MONAI bundles.
     """
     for item in (image if isinstance(image, (list, tuple)) else [image]):
         item.require_finite()
@@ -293,7 +294,7 @@ def segment_image(image: Image | Sequence[Image], model: LoadedModel, device: st
 
     def work(run_choice: DeviceChoice) -> np.ndarray:
         run_choice = run_choice.with_precision(cpu_precision)
-        run_choice = run_choice.with_runtime(resolve_runtime(runtime, run_choice))
+        run_choice = run_choice.with_runtime(resolve_runtime(runtime, run_choice, auto_openvino=False))
         example = (model.sw_batch_size, model.in_channels, *model.roi_size[:model.spatial_dims])
         network, run_choice = runtime_network(model.network.to(run_choice.device), run_choice, example,
                                               lambda m: progress(0.0, m))
