@@ -56,7 +56,8 @@ def test_slicer_5_12_uses_pip_ensure_with_loaded_requirements(recorded, monkeypa
     monkeypatch.setitem(sys.modules, "slicer.packaging", _packaging(recorded))
     ensure_requirements(SEGMENT, "RadAI Segment", needs_torch=True)          # torch is installed here
     assert recorded == [("pip_ensure", dependencies.requirement_lines(SEGMENT), "RadAI Segment")]
-    assert recorded[0][1] == ["monai==1.6.1", "scipy>=1.11", "dynamic-network-architectures==0.3.1"]
+    assert recorded[0][1] == ["monai==1.6.1", "scipy>=1.11", "dynamic-network-architectures==0.3.1",
+                              "openvino==2026.4.1"]
     with pytest.raises(InvalidRequirement):                                # what passing the path did before
         sys.modules["slicer.packaging"].pip_ensure(str(SEGMENT))
 
