@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from .cpu_runtime import resolve_runtime, runtime_network
-from .device import DeviceChoice, choose_device, resolve_cpu_precision, run_with_cpu_fallback
+from .device import DeviceChoice, choose_device, cpu_threads, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import ModelError
 from .image import Image
 from .inference import RAS_AXES_LPS, finished_labelmap, foreground_box, looks_like_ct
 from .models.loaders import LoadedModel
 from .models.nnunet import Configuration, Part
-from .nnunet_resample import LabelExporter, logits_axis_maps, new_shape, resample_image
+from .nnunet_resample import (SEPARATE_Z_THRESHOLD, LabelExporter, logits_axis_maps, new_shape, resample_image,
+                              resample_image_in_slabs, separate_axis)
 from .progress import CancelToken, ProgressCallback, no_progress
 from .sliding import prefer_channels_last
 
@@ -81,6 +82,10 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     count = int(np.ceil((size - patch) / (patch * step))) + 1
     actual = (size - patch) / (count - 1) if count > 1 else 0.0
     return [int(np.round(actual * i)) for i in range(count)]
+
+
+#: nnU-Net normalisations computed voxel by voxel (from the plans' statistics): cropping first changes nothing.
+VOXELWISE_NORMALISATION = ("CTNormalization", "NoNormalization", "RGBTo01Normalization")
 
 
 def _normalise(channel: np.ndarray, scheme: str, mask: Optional[np.ndarray], properties: dict) -> None:
@@ -143,6 +148,8 @@ def preprocess(data: np.ndarray, spacing: Sequence[float], config: Configuration
     if crop_body:                                                  # on raw intensities (HU for CT)
         minimum = [int(np.ceil(p * t / s)) + 1 for p, t, s in zip(config.patch_size, config.spacing_mm, spacing_t)]
         body = _body_box(data, box, spacing_t, ct, minimum)
+    if body is not None and all(scheme in VOXELWISE_NORMALISATION for scheme in config.normalisation):
+        box = body                                   # the same values inside the body, without the rest
     cropped = data[(slice(None),) + box]
     mask = None
     if any(s == "ZScoreNormalization" and m for s, m in zip(config.normalisation, config.use_mask_for_norm)):
@@ -155,7 +162,13 @@ def preprocess(data: np.ndarray, spacing: Sequence[float], config: Configuration
         box = body
         cropped = data[(slice(None),) + box]
     shape = new_shape(cropped.shape[1:], spacing_t, config.spacing_mm)
-    volume = resample_image(cropped, shape, spacing_t, config.spacing_mm, **config.resampling_data)
+    settings = config.resampling_data
+    if (body is not None and tuple(cropped.shape[1:]) != shape
+            and separate_axis(spacing_t, config.spacing_mm, settings.get("force_separate_z"),
+                              settings.get("anisotropy_threshold", SEPARATE_Z_THRESHOLD)) is None):
+        volume = resample_image_in_slabs(cropped, shape, settings.get("order", 3), cpu_threads())
+    else:
+        volume = resample_image(cropped, shape, spacing_t, config.spacing_mm, **settings)
     return volume, box, data.shape[1:], spacing_t
 
 
