@@ -159,19 +159,3 @@ def test_rows_slide_in_place_as_a_concatenation_would(shift):
     slide_rows(buffer, 1, shift)
     assert torch.equal(buffer, expected) and buffer.data_ptr() == address
 
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("shape, current, target", [RESAMPLING[0], ((2, 60, 23, 19), (0.8, 1.0, 1.2), (2.5, 1.4, 0.9))])
-def test_image_resampling_in_slabs_equals_nnunet_to_float_rounding(shape, current, target, threads):
-    """The body-crop path resamples in slabs on several threads: the values are nnU-Net's (scikit-image's
-    cubic spline resize) to float rounding, although each slab's prefilter sees only a margin around it."""
-    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
-    rng = np.random.default_rng(2)
-    data = np.cumsum(np.cumsum(rng.normal(size=shape), 1), 3).astype(np.float32)
-    new = resample.new_shape(shape[1:], current, target)
-    assert resample.separate_axis(current, target) is None
-    theirs = resample_data_or_seg_to_shape(data, new, current, target, is_seg=False, order=3, order_z=0,
-                                           force_separate_z=None)
-    ours = resample.resample_image_in_slabs(data, new, 3, threads)
-    assert ours.dtype == np.float32 and ours.shape == theirs.shape
-    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-5 * float(np.abs(theirs).max()))

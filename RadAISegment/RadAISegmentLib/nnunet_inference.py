@@ -26,14 +26,13 @@ import numpy as np
 import torch
 
 from .cpu_runtime import resolve_runtime, runtime_network
-from .device import DeviceChoice, choose_device, cpu_threads, resolve_cpu_precision, run_with_cpu_fallback
+from .device import DeviceChoice, choose_device, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import ModelError
 from .image import Image
 from .inference import RAS_AXES_LPS, finished_labelmap, foreground_box, looks_like_ct
 from .models.loaders import LoadedModel
 from .models.nnunet import Configuration, Part
-from .nnunet_resample import (SEPARATE_Z_THRESHOLD, LabelExporter, logits_axis_maps, new_shape, resample_image,
-                              resample_image_in_slabs, separate_axis)
+from .nnunet_resample import LabelExporter, logits_axis_maps, new_shape, resample_image
 from .progress import CancelToken, ProgressCallback, no_progress
 from .sliding import prefer_channels_last
 
@@ -162,13 +161,7 @@ def preprocess(data: np.ndarray, spacing: Sequence[float], config: Configuration
         box = body
         cropped = data[(slice(None),) + box]
     shape = new_shape(cropped.shape[1:], spacing_t, config.spacing_mm)
-    settings = config.resampling_data
-    if (body is not None and tuple(cropped.shape[1:]) != shape
-            and separate_axis(spacing_t, config.spacing_mm, settings.get("force_separate_z"),
-                              settings.get("anisotropy_threshold", SEPARATE_Z_THRESHOLD)) is None):
-        volume = resample_image_in_slabs(cropped, shape, settings.get("order", 3), cpu_threads())
-    else:
-        volume = resample_image(cropped, shape, spacing_t, config.spacing_mm, **settings)
+    volume = resample_image(cropped, shape, spacing_t, config.spacing_mm, **config.resampling_data)
     return volume, box, data.shape[1:], spacing_t
 
 

@@ -95,45 +95,6 @@ def resample_image(data: np.ndarray, shape: Sequence[int], current: Sequence[flo
     return out
 
 
-#: Extra input rows each slab of :func:`resample_image_in_slabs` prefilters beyond the rows it samples: the
-#: cubic B-spline prefilter's influence decays as 0.268^n, below float64 rounding after 30 rows.
-SLAB_MARGIN_ROWS = 32
-
-
-def resample_image_in_slabs(data: np.ndarray, shape: Sequence[int], order: int = 3,
-                            threads: int = 2) -> np.ndarray:
-    """:func:`resample_image` for one 3D interpolation (no separate axis), computed in slabs along the first
-    axis on ``threads`` threads (SciPy's spline code releases the GIL). Values equal scikit-image's to float
-    rounding, not bit for bit: each slab's spline prefilter sees :data:`SLAB_MARGIN_ROWS` rows beyond it,
-    not the whole volume, and coordinates are computed as an affine map. Used for RadAI's body crop, whose
-    output is not nnU-Net's anyway; nnU-Net's windows keep :func:`resample_image`."""
-    from concurrent.futures import ThreadPoolExecutor
-    from scipy import ndimage
-    shape = tuple(int(v) for v in shape)
-    scale = [i / o for i, o in zip(data.shape[1:], shape)]            # input voxels per output voxel
-    bounds = np.linspace(0, shape[0], max(1, threads) + 1).round().astype(int)
-    out = np.empty((data.shape[0],) + shape, dtype=np.float32)
-
-    def slab(channel: int, first: int, last: int) -> None:
-        low = (first + 0.5) * scale[0] - 0.5
-        high = (last - 0.5) * scale[0] - 0.5
-        start = max(0, int(np.floor(low)) - 2 - SLAB_MARGIN_ROWS)
-        stop = min(data.shape[1], int(np.ceil(high)) + 3 + SLAB_MARGIN_ROWS)
-        offset = [(first + 0.5) * scale[0] - 0.5 - start] + [0.5 * f - 0.5 for f in scale[1:]]
-        values = ndimage.affine_transform(data[channel, start:stop].astype(np.float64), scale, offset=offset,
-                                          output_shape=(last - first,) + shape[1:], order=order, mode="nearest")
-        out[channel, first:last] = values
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        jobs = [pool.submit(slab, c, int(a), int(b)) for c in range(data.shape[0])
-                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        for job in jobs:
-            job.result()
-    for c in range(data.shape[0]):                              # scikit-image clips to the input's range
-        np.clip(out[c], data[c].min(), data[c].max(), out=out[c])
-    return out
-
-
 def _along_axis0(volume: np.ndarray, size: int, order: int) -> np.ndarray:
     """nnU-Net's ``map_coordinates`` step along the separate axis: nearest (order 0) or linear (order 1)."""
     if order == 0:
