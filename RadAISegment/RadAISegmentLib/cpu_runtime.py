@@ -8,7 +8,7 @@ AVX512 CPU a 128³ window of nnU-Net's PlainConvUNet runs 2-3× faster than in P
 ``auto`` (the default) takes OpenVINO on the CPU for nnU-Net v2 models when the package is installed, PyTorch
 elsewhere: on CUDA, without OpenVINO, for a network OpenVINO gets wrong (then with a warning), and for MONAI
 bundles, where PyTorch's bfloat16 is already fast and OpenVINO's buffers cost memory (real chest CT, wholeBody
-SegResNet: OpenVINO 2.9× faster than MONAI at 0.57× its peak memory, PyTorch 2.3× at 0.46×; ask for it with
+SegResNet: OpenVINO 2.8× faster than MONAI at 0.57× its peak memory, PyTorch 2.2× at 0.45×; ask for it with
 ``--runtime openvino``). The interactive lesion model always runs in PyTorch (one small window per click: a
 conversion would cost more than it saves).
 
