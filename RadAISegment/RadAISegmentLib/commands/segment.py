@@ -40,9 +40,10 @@ def register(subparsers) -> None:
                              "instructions (AMX/AVX512-BF16) unless the model card pins fp32, else fp32; fp32 forces "
                              "float32 (the --json report says which ran)")
     parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
-                        help="what runs an organ model's network on the CPU: auto (default) = OpenVINO where "
-                             "installed (faster; labels differ from PyTorch's at near-ties only), else PyTorch; "
-                             "torch gives MONAI's / nnU-Net's own labels exactly")
+                        help="what runs an organ model's network on the CPU: auto (default) = OpenVINO for nnU-Net "
+                             "models where installed (faster; labels differ from PyTorch's at near-ties only), "
+                             "PyTorch for MONAI bundles; openvino for any; torch gives MONAI's / nnU-Net's own "
+                             "labels exactly")
     parser.add_argument("--out", required=True, help="output labelmap (.nrrd, .nii.gz, .seg.nrrd)")
     parser.add_argument("--json", action="store_true",
                         help="print labels written (with each lesion's volume and volume range) and timings as JSON")

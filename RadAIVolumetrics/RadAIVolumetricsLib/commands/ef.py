@@ -23,8 +23,8 @@ def register(subparsers) -> None:
                         help="network arithmetic on the CPU: auto = bf16 where the CPU has bf16 instructions "
                              "(AMX/AVX512-BF16), else fp32")
     parser.add_argument("--runtime", default="auto", choices=["auto", "torch", "openvino"],
-                        help="what runs the network on the CPU: auto = OpenVINO where installed, else PyTorch; "
-                             "torch gives the MONAI bundle's own labels exactly")
+                        help="what runs the network on the CPU: auto = PyTorch for MONAI bundles, OpenVINO for "
+                             "nnU-Net models where installed; torch gives the model's own labels exactly")
     parser.add_argument("--out", help="with --image: write the segmentation sequence (4D labelmap, .nii.gz/.nrrd)")
     parser.add_argument("--es", help="end-systolic labelmap")
     parser.add_argument("--label", default="1", help="blood-pool label name or id (default 1)")
