@@ -151,11 +151,11 @@ def test_pruned_boundary_labels_equal_interpolating_every_class(quantum):
 
 
 @pytest.mark.parametrize("shift", [1, 3, 4, 7, 9])
-def test_rows_slide_in_place_as_a_concatenation_would(shift):
-    from RadAISegmentLib.nnunet_inference import slide_rows
+def test_buffers_slide_in_place_as_a_concatenation_would(shift):
+    from RadAISegmentLib.sliding import slide_along
     buffer = torch.arange(2 * 8 * 3, dtype=torch.float16).reshape(2, 8, 3)
     expected = torch.cat([buffer[:, shift:], torch.zeros((2, min(shift, 8), 3), dtype=torch.float16)], 1)[:, :8]
     address = buffer.data_ptr()
-    slide_rows(buffer, 1, shift)
+    slide_along(buffer, 1, shift)
     assert torch.equal(buffer, expected) and buffer.data_ptr() == address
 

@@ -34,7 +34,7 @@ from .models.loaders import LoadedModel
 from .models.nnunet import Configuration, Part
 from .nnunet_resample import LabelExporter, logits_axis_maps, new_shape, resample_image
 from .progress import CancelToken, ProgressCallback, no_progress
-from .sliding import prefer_channels_last
+from .sliding import prefer_channels_last, slide_along
 
 
 def canonical_axes(direction_lps: np.ndarray) -> tuple[list[int], list[bool]]:
@@ -177,17 +177,6 @@ def _predict(network: torch.nn.Module, window: torch.Tensor, mirror_axes: Option
     return prediction
 
 
-def slide_rows(buffer: torch.Tensor, dim: int, shift: int) -> None:
-    """Move ``buffer``'s rows along ``dim`` ``shift`` rows towards 0 in place and zero the freed end: blocks of
-    ``shift`` rows, front to back, so that no block overwrites rows still to be moved and no second buffer
-    is ever allocated (nnU-Net's per-class buffers are the largest arrays of a run)."""
-    depth = buffer.shape[dim]
-    for row in range(0, max(depth - shift, 0), shift):
-        width = min(shift, depth - shift - row)
-        buffer.narrow(dim, row, width).copy_(buffer.narrow(dim, row + shift, width))
-    buffer.narrow(dim, max(depth - shift, 0), min(shift, depth)).zero_()
-
-
 def stream_logits(volume: torch.Tensor, networks: list, patch: Sequence[int], step: float,
                   mirror_axes: Optional[Sequence[int]], choice: DeviceChoice, heads: int,
                   progress: ProgressCallback, cancel: Optional[CancelToken], done_before: int = 0,
@@ -204,8 +193,8 @@ def stream_logits(volume: torch.Tensor, networks: list, patch: Sequence[int], st
     for index, x0 in enumerate(starts[0]):
         if x0 > row0:                                             # slide the buffers to start at x0
             for buffer in sums:
-                slide_rows(buffer, 1, x0 - row0)
-            slide_rows(weights, 0, x0 - row0)
+                slide_along(buffer, 1, x0 - row0)
+            slide_along(weights, 0, x0 - row0)
             row0 = x0
         for y0, z0 in itertools.product(starts[1], starts[2]):
             if cancel is not None:

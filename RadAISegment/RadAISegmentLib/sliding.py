@@ -87,8 +87,8 @@ def _zeros_buffer(channels: int, spatial: Sequence[int], dtype: torch.dtype, dev
     return torch.zeros((channels, *spatial), dtype=dtype, device=device)
 
 
-#: Temporary copies made while sliding or reducing the slab buffer are taken this many bytes at a time (over
-#: X), so that the buffer is the largest allocation and never exists twice.
+#: Temporary float32 copies made while reducing the slab buffer are taken this many bytes at a time (over X),
+#: so that the buffer is the largest allocation and never exists twice.
 SLAB_CHUNK_BYTES = 64 << 20
 
 
@@ -97,16 +97,16 @@ def _x_step(buffer: torch.Tensor, bytes_per_element: int) -> int:
     return max(1, SLAB_CHUNK_BYTES // max(channels * y * z * bytes_per_element, 1))
 
 
-def _slide_down(buffer: torch.Tensor, shift: int) -> None:
-    """Move the buffer's content ``shift`` voxels down along z in place, zeroing the freed end (the window
-    scan moved on); X chunk by X chunk, so the copy costs at most :data:`SLAB_CHUNK_BYTES`."""
-    depth = buffer.shape[3]
-    step = _x_step(buffer, buffer.element_size())
-    for x0 in range(0, buffer.shape[1], step):
-        part = buffer[:, x0:x0 + step]
-        if shift < depth:
-            part[..., :depth - shift] = part[..., shift:].clone()
-        part[..., max(depth - shift, 0):] = 0
+def slide_along(buffer: torch.Tensor, dim: int, shift: int) -> None:
+    """Move ``buffer``'s content ``shift`` places towards 0 along ``dim`` in place and zero the freed end (the
+    window scan moved on): blocks of ``shift`` rows, front to back, so that no block overwrites rows still to
+    be moved and no second buffer, not even a chunk of one, is allocated (the per-class window buffers are the
+    largest arrays of a run). Used by this loop and by nnU-Net's (:mod:`.nnunet_inference`)."""
+    depth = buffer.shape[dim]
+    for row in range(0, max(depth - shift, 0), shift):
+        width = min(shift, depth - shift - row)
+        buffer.narrow(dim, row, width).copy_(buffer.narrow(dim, row + shift, width))
+    buffer.narrow(dim, max(depth - shift, 0), min(shift, depth)).zero_()
 
 
 def _reduce_slab(scores: torch.Tensor, activation: str, channel_labels: dict) -> np.ndarray:
@@ -179,7 +179,7 @@ def sliding_window_labels(volume: torch.Tensor, predictor: Callable[[torch.Tenso
                                    choice.sw_device, channels_last)
             buffer_start = z0
         elif z0 > buffer_start:                                    # slide the buffer to start at z0
-            _slide_down(buffer, z0 - buffer_start)
+            slide_along(buffer, 3, z0 - buffer_start)
             buffer_start = z0
         windows = [(x0, y0) for x0 in starts[0] for y0 in starts[1]]
         for batch_start in range(0, len(windows), sw_batch_size):
