@@ -5,7 +5,9 @@ Arrays are nnU-Net's ``(c, d0, d1, d2)`` after ``transpose_forward``; spacings a
 Image → plans spacing: exactly nnU-Net's ``resample_data_or_seg_to_shape`` — ``skimage.transform.resize``
 (spline ``order`` from the plans, edge mode, no anti-aliasing), per slice plus ``order_z`` along the
 low-resolution axis when the spacing is anisotropic (> 3×). Computed in float32: scikit-image interpolates
-in float64 either way and nnU-Net stores float32, so the values are identical at half the memory.
+in float64 either way and nnU-Net stores float32, so the values are identical at half the memory. Cubic
+splines (nnU-Net's default order 3) are evaluated axis by axis (:mod:`spline_zoom`): the same values, ~4×
+faster, with slab-sized temporaries.
 
 Logits → input voxels: nnU-Net resamples every class's logits to the input's shape (linear, nearest along a
 separate low-resolution axis) and takes the argmax there — C full-resolution arrays. :class:`LabelExporter`
@@ -19,6 +21,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+
+from .spline_zoom import cubic_resize
 
 SEPARATE_Z_THRESHOLD = 3.0
 #: Boundary voxels whose logits are interpolated at once (bounds the float64 temporaries: classes × this).
@@ -83,6 +87,14 @@ def resample_image(data: np.ndarray, shape: Sequence[int], current: Sequence[flo
     axis = separate_axis(current, target, force_separate_z, anisotropy_threshold)
     out = np.empty((data.shape[0],) + shape, dtype=np.float32)
     for c in range(data.shape[0]):
+        if order == 3:                                  # the same values, axis by axis (spline_zoom)
+            in_plane = [a for a in range(3) if a != axis]
+            planar = cubic_resize(data[c], [s if a in in_plane else data.shape[1 + a] for a, s in enumerate(shape)],
+                                  axes=in_plane)
+            if axis is not None and data.shape[1 + axis] != shape[axis]:
+                planar = np.moveaxis(_along_axis0(np.moveaxis(planar, axis, 0), shape[axis], order_z), 0, axis)
+            out[c] = planar
+            continue
         if axis is None:
             out[c] = resize(data[c], shape, order, mode="edge", anti_aliasing=False)
             continue
