@@ -79,9 +79,13 @@ def test_install_list_verify_remove_from_zip_offline(tmp_path, cache_dir):
     assert verify_model("tiny-unet").weights_sha256 == card.weights_sha256
     model = load_from_card(find_model("tiny-unet"))
     assert model.out_channels == 2 and model.spacing_mm == (2.0, 2.0, 2.0)
+    conversion = cache_dir / ".openvino" / "0123abcd" / "model.xml"      # a kept OpenVINO conversion
+    conversion.parent.mkdir(parents=True)
+    conversion.write_text("<net/>")
     remove_model("tiny-unet")
     with pytest.raises(ModelError, match="Unknown model"):
         find_model("tiny-unet")
+    assert not (cache_dir / ".openvino").exists()            # no conversion outlives the models it came from
 
 
 def test_tampered_weights_raise_checksum_error_on_verify_and_load(tmp_path, cache_dir):

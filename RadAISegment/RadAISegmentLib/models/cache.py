@@ -269,7 +269,10 @@ def _install_local(source: Path, trusted: bool, cancel: Optional[CancelToken]) -
 
 def remove_model(model_id: str) -> Path:
     """Delete an installed model's folder from the cache; shipped models and ids that are not plain
-    folder names (``../x``, absolute paths) are refused with :class:`ModelError`, nothing deleted."""
+    folder names (``../x``, absolute paths) are refused with :class:`ModelError`, nothing deleted.
+
+    The OpenVINO conversions (``<cache>/.openvino``, keyed by weights, not by model) go with it: converting a
+    network that is still installed again costs seconds on its next run, and no conversion outlives its model."""
     if not model_id or Path(model_id).name != model_id or model_id in (".", ".."):
         raise ModelError(f"'{model_id}' is not a model id (a folder name in {models_dir()}); nothing was removed.")
     target = models_dir() / model_id
@@ -279,6 +282,7 @@ def remove_model(model_id: str) -> Path:
                              "shipped models cannot be removed.")
         raise ModelError(f"Model '{model_id}' is not installed in {models_dir()} (shipped models cannot be removed).")
     shutil.rmtree(target)
+    shutil.rmtree(models_dir() / ".openvino", ignore_errors=True)
     return target
 
 
