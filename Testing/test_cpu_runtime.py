@@ -104,3 +104,30 @@ def test_a_verified_conversion_is_kept_and_reused_and_a_damaged_one_redone(tmp_p
     assert len(converted) == 2 and used.runtime == "openvino"
     with torch.no_grad():
         assert torch.allclose(repaired(x), network(x), rtol=1e-4, atol=1e-5)
+
+
+def test_instance_norms_over_a_large_window_are_as_exact_in_openvino_as_in_pytorch(tmp_path, monkeypatch):
+    """OpenVINO's own instance norm sums a window's values in one float32 accumulator (~1e-4 relative error
+    at 96³); the conversion writes it so that OpenVINO's logits are as close to float64 as PyTorch's."""
+    import RadAISegmentLib.cpu_runtime as cpu_runtime
+    monkeypatch.setenv("RADAI_MODELS_DIR", str(tmp_path))
+    network = small_network()
+    x = torch.nn.functional.avg_pool3d(torch.randn(1, 1, 104, 104, 104, generator=torch.Generator().manual_seed(2))
+                                       * 3.0, 9, stride=1)                     # smooth, like an image: 96³
+    with torch.no_grad():
+        exact = network.double()(x.double())
+        network.float()
+        in_torch = network(x).double()
+    runnable, used = runtime_network(network, CPU.with_runtime("openvino"), tuple(x.shape))
+    assert used.runtime == "openvino"
+
+    def error(logits):
+        return float(torch.linalg.vector_norm(logits - exact) / torch.linalg.vector_norm(exact))
+    assert error(runnable(x).double()) < max(3 * error(in_torch), 1e-6)
+    prepared = cpu_runtime._for_conversion(network)
+    assert isinstance(prepared[1], cpu_runtime._PreciseInstanceNorm)
+    assert isinstance(network[1], torch.nn.InstanceNorm3d)                        # the original is untouched
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), network(x), rtol=1e-5, atol=1e-5)
+    tracked = torch.nn.Sequential(torch.nn.InstanceNorm3d(2, track_running_stats=True)).eval()
+    assert isinstance(cpu_runtime._for_conversion(tracked)[0], torch.nn.InstanceNorm3d)   # running stats: as is

@@ -12,8 +12,8 @@ SegResNet: OpenVINO 2.8× faster than MONAI at 0.57× its peak memory, PyTorch 2
 ``--runtime openvino``). The interactive lesion model always runs in PyTorch (one small window per click: a
 conversion would cost more than it saves).
 
-Conversion: a TorchScript trace on zeros (at half the window where the network takes it), converted by
-OpenVINO, then a probe: a random input through both, relative L2 difference within :data:`PROBE_TOLERANCE`
+Conversion: a TorchScript trace on zeros (at half the window where the network takes it; instance norms
+written as :class:`_PreciseInstanceNorm`: OpenVINO's own loses digits), converted by OpenVINO, then a probe: a random input through both, relative L2 difference within :data:`PROBE_TOLERANCE`
 (tracing freezes Python branches on the input's values; the probe catches it), and a compilation at the
 window's shape. That costs seconds, so the verified conversion is kept in the models cache
 (``<models>/.openvino/<key>``, OpenVINO IR, written atomically), keyed by the network's class and weights,
@@ -93,6 +93,53 @@ class OpenVINONetwork:
         return torch.from_numpy(np.asarray(result[0], dtype=np.float32))
 
 
+#: How networks are prepared for conversion (:func:`_for_conversion`); in the cache key, so that conversions
+#: made by an older recipe are not reused.
+CONVERSION_RECIPE = 2
+
+
+class _PreciseInstanceNorm(torch.nn.Module):
+    """The same instance normalisation, written so that OpenVINO computes it as exactly as PyTorch.
+
+    OpenVINO sums a ReduceMean's values in one float32 accumulator: over a 128³ window (2 M values) the
+    normalised output is off by ~3e-4 relative (PyTorch: 2e-7), enough to flip near-tied labels. Here each
+    mean is a chain of matrix products with a ones vector, one spatial axis at a time (≤ a few hundred terms
+    per sum, accumulated as matrix products are): 3e-7. Variance as PyTorch's (biased, of the centred values)."""
+
+    def __init__(self, norm: torch.nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    @staticmethod
+    def _mean(x: torch.Tensor) -> torch.Tensor:
+        """Mean over the spatial axes of ``(B, C, *spatial)``, kept as size-1 axes."""
+        y = x.mean(dim=-1)
+        for size in reversed(x.shape[2:-1]):
+            y = torch.matmul(y.reshape(-1, size), torch.ones(size, 1, dtype=x.dtype) / size)
+        return y.reshape(x.shape[0], x.shape[1], *([1] * (x.dim() - 2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - self._mean(x)
+        y = centred / torch.sqrt(self._mean(centred * centred) + self.norm.eps)
+        if self.norm.affine:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            y = y * self.norm.weight.view(shape) + self.norm.bias.view(shape)
+        return y
+
+
+def _for_conversion(network: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``network`` (eval mode) whose instance norms without running statistics are computed as
+    :class:`_PreciseInstanceNorm`; ``network`` itself is untouched."""
+    import copy
+    prepared = copy.deepcopy(network).eval()
+    norms = (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d)
+    for parent in list(prepared.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, norms) and not child.track_running_stats:
+                setattr(parent, name, _PreciseInstanceNorm(child))
+    return prepared
+
+
 #: Largest relative difference (L2 norm of the logits) between OpenVINO and PyTorch on the probe window
 #: that counts as the same network (float32 rounding is ~1e-6; bfloat16 ~1e-2).
 PROBE_TOLERANCE = {"f32": 1e-3, "bf16": 5e-2}
@@ -118,7 +165,7 @@ def _convert(network: torch.nn.Module, example_shape: tuple, hint: str) -> OpenV
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)      # the probe below is the real check
         warnings.simplefilter("ignore", DeprecationWarning)           # torch.jit.trace, used by the converter
-        traced, shape = _traced(network.eval(), example_shape)
+        traced, shape = _traced(_for_conversion(network.eval()), example_shape)
         converted = ov.convert_model(traced, input=[ov.PartialShape([-1] * len(example_shape))])
         compiled = OpenVINONetwork(converted, hint)
         probe = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -138,7 +185,7 @@ def _cache_folder(network: torch.nn.Module, example_shape: tuple, hint: str) -> 
     try:
         import openvino
         from .models.cache import models_dir
-        digest = hashlib.sha256(repr((type(network).__qualname__, tuple(example_shape[1:]), hint,
+        digest = hashlib.sha256(repr((CONVERSION_RECIPE, type(network).__qualname__, tuple(example_shape[1:]), hint,
                                       openvino.__version__, torch.__version__)).encode())
         for name, tensor in network.state_dict().items():
             digest.update(name.encode())
@@ -153,13 +200,21 @@ def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str) 
     (a conversion costs seconds: tracing, converting, probing), else converted now and stored (atomically)."""
     import openvino as ov
     folder = _cache_folder(network, example_shape, hint)
-    if folder is not None and (folder / "model.xml").is_file():
+
+    def kept() -> Optional[OpenVINONetwork]:
+        if folder is None or not (folder / "model.xml").is_file():
+            return None
         try:
             compiled = OpenVINONetwork(ov.Core().read_model(str(folder / "model.xml")), hint)
             compiled._compiled_for(tuple(example_shape))
             return compiled
         except Exception as error:  # noqa: BLE001 - a damaged cache entry: convert again
             LOG.warning("OpenVINO cache entry %s unreadable (%s); converting again", folder, error)
+            return None
+
+    compiled = kept()
+    if compiled is not None:
+        return compiled
     compiled = _convert(network, example_shape, hint)
     if folder is not None:
         try:
@@ -167,7 +222,9 @@ def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str) 
                 ov.save_model(compiled.converted, str(tmp / "model.xml"), compress_to_fp16=False)
         except OSError as error:
             LOG.warning("could not keep the OpenVINO conversion in %s: %s", folder, error)
-    return compiled
+    # The kept IR compiles to the last bit the same as on every later run (the in-memory conversion can
+    # differ from it by float rounding): the first run uses it too.
+    return kept() or compiled
 
 
 def runtime_network(network: torch.nn.Module, choice: DeviceChoice, example_shape: tuple,
