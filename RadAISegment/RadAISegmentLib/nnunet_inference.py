@@ -83,6 +83,9 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     return [int(np.round(actual * i)) for i in range(count)]
 
 
+#: Classes of a window's weighted logits added to the float16 sums at once (the float32 temporary of the
+#: addition is this many classes', not the whole window's).
+ADD_CLASSES = 4
 #: nnU-Net normalisations computed voxel by voxel (from the plans' statistics): cropping first changes nothing.
 VOXELWISE_NORMALISATION = ("CTNormalization", "NoNormalization", "RGBTo01Normalization")
 
@@ -205,7 +208,8 @@ def stream_logits(volume: torch.Tensor, networks: list, patch: Sequence[int], st
                 with torch.no_grad(), choice.autocast():
                     prediction = _predict(network, batch, mirror_axes)[0].to(choice.sw_device, torch.float32)
                 prediction *= gaussian
-                sums[fold][:, :, y0:y0 + patch[1], z0:z0 + patch[2]] += prediction
+                for c in range(0, heads, ADD_CLASSES):      # float16 += float32 makes a float32 temporary
+                    sums[fold][c:c + ADD_CLASSES, :, y0:y0 + patch[1], z0:z0 + patch[2]] += prediction[c:c + ADD_CLASSES]
             weights[:, y0:y0 + patch[1], z0:z0 + patch[2]] += gaussian
             done += 1
             progress(done / total, f"window {done}/{total}")
