@@ -11,11 +11,11 @@ neighbour (``zoom`` order 0). nnU-Net's own native path on the 0.78 mm volume is
 (~21 GB for 25 classes at 512×512×300), more than this machine can give it.
 
 RadAI, each run in a fresh process:
-- ``radai-same-windows-torch``: the same resampled volume, nnU-Net's window positions
-  (``crop_foreground=False``), the same nearest-neighbour step back, the network in PyTorch float32
-  (``--runtime torch``). Same windows and arithmetic as nnU-Net: agreement should be 1.
-- ``radai-same-windows``: the same at RadAI's defaults (``--runtime auto``: the network compiled by OpenVINO,
-  float32 as the card says) — what a RadAI user gets at nnU-Net's windows;
+- ``radai-same-windows``: the same resampled volume, nnU-Net's window positions (``crop_foreground=False``),
+  the same nearest-neighbour step back, at RadAI's defaults (``--runtime auto``: the network compiled by
+  OpenVINO, float32 as the card says) — what a RadAI user gets at nnU-Net's windows;
+- ``radai-same-windows-torch`` (with ``--torch-control``): the same in PyTorch float32 (``--runtime torch``):
+  the same windows and arithmetic as nnU-Net, agreement should be 1;
 - ``radai``: what ``radai segment --model ID`` does from the 0.78 mm CT: nnU-Net's own preprocessing
   (normalise, then spline resampling), RadAI's body crop (fewer windows), labels from nnU-Net's logit
   interpolation on the input grid, OpenVINO. Different resampling and windows than the peer: agreement reported.
@@ -34,10 +34,11 @@ The network: nnU-Net's PlainConvUNet from the plans (6 stages, 3³ kernels, patc
 parts) with fewer features per stage (``--features``, default 8 → 8..128; TotalSegmentator's own networks
 are 32..320, i.e. ``--features 32``, ~16× the work per window for both pipelines alike), one network for
 both spacings, trained briefly on the phantom's own labels at both model grids (``--train-steps`` on
-``--train-crop``³ crops, 64 by default: a 128³ step costs ~8× more on a CPU) so that its labels are decisive; its Dice against the phantom labels is reported (``network_dice_vs_phantom``).
+``--train-crop``³ crops, 64 by default: a 128³ step costs ~8× more on a CPU; 300 steps, ~6 minutes) so that
+its labels are decisive; its Dice against the phantom labels is reported (``network_dice_vs_phantom``).
 ``--network-cache DIR`` keeps the trained model folders for later runs.
 
-    flock /work/notes/heavy.lock .venv/bin/python benchmarks/nnunet.py [--spacings 1.5,3] [--json]
+    .venv/bin/python benchmarks/nnunet.py [--spacings 1.5,3] [--torch-control] [--network-cache DIR] [--json]
 """
 from __future__ import annotations
 
@@ -273,7 +274,10 @@ def main() -> None:
     parser.add_argument("--spacing", default="0.78,0.78,1.5", help="input voxel size mm (i,j,k)")
     parser.add_argument("--spacings", default="1.5,3", help="model spacings (mm): 1.5 (TotalSegmentator) and/or 3 (fast)")
     parser.add_argument("--features", type=int, default=8, help="features of the first stage (TotalSegmentator: 32)")
-    parser.add_argument("--train-steps", type=int, default=60, help="brief training of the network")
+    parser.add_argument("--train-steps", type=int, default=300,
+                        help="brief training of the network (300: Dice ~0.83 against the phantom, decisive labels)")
+    parser.add_argument("--torch-control", action="store_true",
+                        help="also RadAI at nnU-Net's windows in PyTorch float32 (labels equal nnU-Net's; +3 min)")
     parser.add_argument("--train-crop", type=int, default=64, help="training crop edge (voxels, a multiple of 32)")
     parser.add_argument("--network-cache", help="folder keeping the trained model folders for later runs")
     parser.add_argument("--json", action="store_true")
@@ -305,8 +309,9 @@ def main() -> None:
         for model_spacing in spacings:
             conversion = measure("openvino-conversion", phantom, folders[model_spacing], model_spacing,
                                  tmp / "conversion.npy")
+            kinds = ["nnunet", "radai-same-windows"] + ["radai-same-windows-torch"] * args.torch_control + ["radai"]
             runs = {kind: measure(kind, phantom, folders[model_spacing], model_spacing, tmp / f"{kind}.npy")
-                    for kind in ("nnunet", "radai-same-windows", "radai-same-windows-torch", "radai")}
+                    for kind in kinds}
             labels = {kind: np.load(tmp / f"{kind}.npy") for kind in runs}
             peer = runs["nnunet"]
 
@@ -324,7 +329,7 @@ def main() -> None:
             results[f"{model_spacing:g}mm"] = {
                 "runs": runs, "network_dice_vs_phantom": dice_agreement(labels["nnunet"], truth, body),
                 "openvino_conversion_s": conversion["seconds"], "same_windows": versus("radai-same-windows", True),
-                "same_windows_torch": versus("radai-same-windows-torch", True),
+                "same_windows_torch": versus("radai-same-windows-torch", True) if args.torch_control else None,
                 "radai_body_crop": versus("radai", False)}
     summary = {"volume_shape_ijk": shape, "volume_spacing_mm": spacing, "classes": CLASSES, "features": args.features,
                "train_steps": args.train_steps, "train_crop": args.train_crop, "cpu_threads": os.cpu_count(), "per_spacing": results}
@@ -334,12 +339,13 @@ def main() -> None:
     for name, row in results.items():
         same, torch_row, crop, runs = row["same_windows"], row["same_windows_torch"], row["radai_body_crop"], row["runs"]
         peer, ours = runs["nnunet"], runs["radai-same-windows"]
+        control = "" if torch_row is None else (f"; in PyTorch float32 {torch_row['speedup']:.2f}×, "
+                                                f"{torch_row['peak_rss_ratio']:.2f}× memory, agreement {torch_row['agreement']:.4f}")
         print(f"{name}: engines on the same volume and windows: nnU-Net {peer['engine_seconds']:.1f} s / "
               f"{peer['engine_peak_rss_mb']:.0f} MB, RadAI {ours['engine_seconds']:.1f} s / {ours['engine_peak_rss_mb']:.0f} MB"
               f" → {same['speedup']:.2f}× faster, {same['peak_rss_ratio']:.2f}× memory, agreement {same['agreement']:.4f}"
               f" (targets ≥ 1.5×, ≤ 0.5×, ≥ 0.999; whole runs with the shared resampling {same['whole_run']['speedup']:.2f}×,"
-              f" {same['whole_run']['peak_rss_ratio']:.2f}×); in PyTorch float32 {torch_row['speedup']:.2f}×, "
-              f"{torch_row['peak_rss_ratio']:.2f}× memory, agreement {torch_row['agreement']:.4f}; whole runs from the "
+              f" {same['whole_run']['peak_rss_ratio']:.2f}×){control}; whole runs from the "
               f"{'x'.join(map(str, summary['volume_shape_ijk']))} CT: nnU-Net {peer['seconds']:.1f} s / "
               f"{peer['peak_rss_mb']:.0f} MB, RadAI with body crop {runs['radai']['seconds']:.1f} s / "
               f"{runs['radai']['peak_rss_mb']:.0f} MB → {crop['speedup']:.2f}× (target ≥ 2×), {crop['peak_rss_ratio']:.2f}× "
