@@ -3,8 +3,9 @@
 ``torch`` runs the network as loaded (float32, or bfloat16 autocast); its labels equal MONAI's and nnU-Net's.
 ``openvino`` runs a conversion of it, in the same arithmetic (``INFERENCE_PRECISION_HINT`` f32 or bf16, never
 OpenVINO's own default, which is bf16 on some CPUs), compiled once per window shape: on this project's 2-core
-AVX512 CPU a 128³ window of nnU-Net's PlainConvUNet runs 2-3× faster than in PyTorch float32
-(``benchmarks/nnunet.py``); logits differ from PyTorch's by float rounding, so labels differ at near-ties only.
+AVX512 CPU nnU-Net's PlainConvUNet runs its 128³ windows ~1.5× faster than PyTorch float32
+(``benchmarks/nnunet.py``); logits differ from PyTorch's by float rounding (~1e-7 relative, instance norms
+rewritten: :class:`_PreciseInstanceNorm`), so labels differ at exact near-ties only.
 ``auto`` (the default) takes OpenVINO on the CPU for nnU-Net v2 models when the package is installed, PyTorch
 elsewhere: on CUDA, without OpenVINO, for a network OpenVINO gets wrong (then with a warning), and for MONAI
 bundles, where PyTorch's bfloat16 is already fast and OpenVINO's buffers cost memory (real chest CT, wholeBody
