@@ -27,7 +27,9 @@ def panels(slicer_scene, tmp_path_factory):
     """Both modules hosted as in Slicer; the worker runs with a ``PythonSlicer`` found on PATH (as in Slicer)."""
     from lesion_fixtures import make_click_model_folder
     from test_models_cache import make_model_folder
-    models = tmp_path_factory.mktemp("panel-models")
+    home = tmp_path_factory.mktemp("home")                # the panel shows the cache as a user sees it
+    models = home / ".cache" / "radai" / "models"
+    models.mkdir(parents=True)
     make_model_folder(models / "tiny-unet")
     make_click_model_folder(models / "click-lesion")
     from ventricle_fixtures import make_bright_ventricle_model_folder
@@ -38,6 +40,7 @@ def panels(slicer_scene, tmp_path_factory):
     launcher.chmod(0o755)
     patch = pytest.MonkeyPatch()
     patch.setenv("RADAI_MODELS_DIR", str(models))
+    patch.setenv("HOME", str(home))
     patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     from slicer_qt_harness import host_module, qt_messages, start_qt_slicer, stop_qt_slicer
     slicer = start_qt_slicer()

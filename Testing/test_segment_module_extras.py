@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import json
 import shutil
 import sys
@@ -78,6 +79,9 @@ def _tamper(weights: Path) -> None:
 def test_install_lists_summarises_and_removes_a_model(segment_module, cache, tmp_path, packaging):
     logic = segment_module.RadAISegmentLogic()
     assert logic.modelCacheFolder() == str(cache)
+    with pytest.MonkeyPatch.context() as patch:                 # inside the home folder: written as ~/...
+        patch.setenv("HOME", str(cache.parent))
+        assert logic.modelCacheFolder() == os.path.join("~", cache.name)
     source = _model_folder(tmp_path / "source" / "test-lesion", "test-lesion")
     if packaging == "zip":
         source = _zip_folder(source, tmp_path / "test-lesion.zip")

@@ -42,9 +42,16 @@ class VolumesAndModels:
 
     @staticmethod
     def modelCacheFolder() -> str:
-        """Where installed models live (``$RADAI_MODELS_DIR`` or the per-user cache)."""
+        """Where installed models live (``$RADAI_MODELS_DIR`` or the per-user cache), as a reader would type
+        it: inside the home folder as ``~/...``."""
+        import os
+        from pathlib import Path
         from .models.cache import models_dir
-        return str(models_dir())
+        folder = models_dir()
+        try:
+            return os.path.join("~", str(folder.relative_to(Path.home())))
+        except ValueError:
+            return str(folder)
 
     @staticmethod
     def installModel(path: str) -> str:
