@@ -73,7 +73,8 @@ def test_a_network_openvino_gets_wrong_runs_in_torch_with_a_warning(network):
     warnings = []
     runnable, used = runtime_network(network, CPU.with_runtime("openvino"), (1, 1, 8, 8, 8), warnings.append)
     assert runnable is network and used.runtime == "torch" and precision_report(used) == "fp32"
-    assert len(warnings) == 1 and "running it in PyTorch" in warnings[0]
+    assert len(warnings) == 2 and warnings[0].startswith("Converting the network for OpenVINO")
+    assert "running it in PyTorch" in warnings[1]
 
 
 def test_a_verified_conversion_is_kept_and_reused_and_a_damaged_one_redone(tmp_path, monkeypatch):
@@ -83,15 +84,17 @@ def test_a_verified_conversion_is_kept_and_reused_and_a_damaged_one_redone(tmp_p
     import RadAISegmentLib.cpu_runtime as cpu_runtime
     monkeypatch.setenv("RADAI_MODELS_DIR", str(tmp_path))
     choice = CPU.with_runtime("openvino")
-    first, _ = runtime_network(small_network(), choice, (1, 1, 16, 16, 16))
+    messages = []
+    first, _ = runtime_network(small_network(), choice, (1, 1, 16, 16, 16), messages.append)
+    assert messages == ["Converting the network for OpenVINO (first run only; kept in the models cache)..."]
     entries = list((tmp_path / ".openvino").iterdir())
     assert len(entries) == 1 and (entries[0] / "model.xml").is_file() and (entries[0] / "model.bin").is_file()
     converted = []
     real_convert = cpu_runtime._convert
     monkeypatch.setattr(cpu_runtime, "_convert", lambda *a: converted.append(a) or real_convert(*a))
     x = torch.randn(1, 1, 16, 16, 16)
-    again, used = runtime_network(small_network(), choice, (1, 1, 16, 16, 16))       # same weights, new module
-    assert not converted and used.runtime == "openvino"
+    again, used = runtime_network(small_network(), choice, (1, 1, 16, 16, 16), messages.append)  # same weights
+    assert not converted and used.runtime == "openvino" and len(messages) == 1                 # kept: no message
     assert torch.equal(again(x), first(x))
     other = small_network()
     with torch.no_grad():

@@ -196,7 +196,8 @@ def _cache_folder(network: torch.nn.Module, example_shape: tuple, hint: str) -> 
         return None
 
 
-def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str) -> OpenVINONetwork:
+def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str,
+                     report: Callable[[str], None] = lambda message: None) -> OpenVINONetwork:
     """The converted network from the cache when this exact network was converted and verified before
     (a conversion costs seconds: tracing, converting, probing), else converted now and stored (atomically)."""
     import openvino as ov
@@ -216,6 +217,7 @@ def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str) 
     compiled = kept()
     if compiled is not None:
         return compiled
+    report("Converting the network for OpenVINO (first run only; kept in the models cache)...")
     compiled = _convert(network, example_shape, hint)
     if folder is not None:
         try:
@@ -229,24 +231,26 @@ def _load_or_convert(network: torch.nn.Module, example_shape: tuple, hint: str) 
 
 
 def runtime_network(network: torch.nn.Module, choice: DeviceChoice, example_shape: tuple,
-                    warn: Optional[Callable[[str], None]] = None) -> tuple[Callable, DeviceChoice]:
+                    report: Optional[Callable[[str], None]] = None) -> tuple[Callable, DeviceChoice]:
     """``(callable network, the choice that runs it)``: the OpenVINO-compiled network when ``choice.runtime``
     is ``openvino`` (converted at ``example_shape``, ``(B, C, *spatial)``), else ``network`` itself. A network
-    OpenVINO cannot convert runs in PyTorch, with a warning."""
+    OpenVINO cannot convert runs in PyTorch, with a warning. ``report`` gets the messages for the progress
+    line: a conversion starting (seconds, first run only), a conversion that failed."""
     if choice.runtime != "openvino":
         return network, choice
+    report = report or (lambda message: None)
     hint = "bf16" if choice.cpu_bf16 else "f32"
     with _LOCK:
         per_network = _CONVERTED.setdefault(network, {})
         if hint not in per_network:
             try:
-                per_network[hint] = _load_or_convert(network, tuple(example_shape), hint)
+                per_network[hint] = _load_or_convert(network, tuple(example_shape), hint, report)
             except Exception as error:  # noqa: BLE001 - any conversion failure means: run in PyTorch
                 per_network[hint] = None
                 message = (f"OpenVINO could not convert this network ({type(error).__name__}: "
                            f"{str(error).splitlines()[0][:160] if str(error) else ''}); running it in PyTorch.")
                 LOG.warning(message)
-                (warn or (lambda m: None))(message)
+                report(message)
         compiled = per_network[hint]
     if compiled is None:
         return network, choice.with_runtime("torch")
