@@ -57,13 +57,15 @@ def registerSampleData():
 DEVICES = ("auto", "cpu", "cuda")
 #: network precisions (auto: bf16 on CPUs with bf16 instructions, else fp32)
 PRECISIONS = ("auto", "fp32", "bf16")
+#: what runs an organ model's network on the CPU (auto: OpenVINO for nnU-Net models, PyTorch otherwise)
+RUNTIMES = ("auto", "torch", "openvino")
 
 
 @parameterNodeWrapper
 class RadAISegmentParameterNode:
     """Module state kept in the scene (saved with it): inputVolume (CT or MR to segment), modelId (an
     installed or shipped model card; the Model combo box is filled from the model cache and kept in step
-    by the Widget, not bound), device (one of DEVICES), precision (one of PRECISIONS), fastMode (coarser
+    by the Widget, not bound), device (one of DEVICES), precision (one of PRECISIONS), runtime (one of RUNTIMES), fastMode (coarser
     spacing for quick CPU runs), cropToBody (organ models: windows only over the body; off = MONAI's windows),
     seedPoints (markups, RAS, for the promptable lesion model), boxSizeMm (box edge around each seed, 0 =
     model default), boxRoi (a Markups ROI drawn around a lesion), includePoints / excludePoints (correction
@@ -76,6 +78,7 @@ class RadAISegmentParameterNode:
     modelId: str = "lesion-roi"
     device: Annotated[str, Choice(DEVICES)] = "auto"
     precision: Annotated[str, Choice(PRECISIONS)] = "auto"
+    runtime: Annotated[str, Choice(RUNTIMES)] = "auto"
     fastMode: bool = False
     cropToBody: bool = True
     seedPoints: vtkMRMLMarkupsFiducialNode

@@ -126,6 +126,11 @@ def test_segment_panel_binds_the_scene(panels, slicer_scene):
     ui.precisionComboBox.currentText = "fp32"
     assert parameters.precision == "fp32"
     parameters.precision = "auto"
+    assert [ui.runtimeComboBox.itemText(i) for i in range(ui.runtimeComboBox.count)] == ["auto", "torch", "openvino"]
+    ui.runtimeComboBox.currentText = "torch"
+    assert parameters.runtime == "torch"
+    parameters.runtime = "auto"
+    assert ui.runtimeComboBox.currentText == "auto"
     _no_errors(panels)
 
 

@@ -69,6 +69,18 @@ def test_worker_output_equals_the_engine_in_process(worker, models_dir, monkeypa
     assert not job.folder.exists()
 
 
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_the_panel_s_runtime_choice_reaches_the_engine(worker, models_dir, runtime):
+    """The Slicer panel's CPU runtime goes with the request; the result says which runtime ran."""
+    inputs = JobInputs(f"runtime-{runtime}", "tiny-unet", device="cpu", runtime=runtime)
+    job = WorkerJob(worker, inputs, oblique_ct((16, 24, 20)), models_env={"RADAI_MODELS_DIR": str(models_dir)})
+    while not job.poll():
+        time.sleep(0.02)
+    ran = job.result().inference_precision
+    assert ("OpenVINO" in ran) == (runtime == "openvino"), ran
+    job.cleanup()
+
+
 def test_persistent_worker_keeps_the_image_and_the_process(worker, models_dir):
     image = oblique_ct((20, 40, 40), seed=2)
     first = _job(worker, models_dir, image, "oblique-2")

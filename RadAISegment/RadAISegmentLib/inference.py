@@ -346,18 +346,19 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
 
 def run_model(image: Image, model_id: str, seeds_ras: Optional[list] = None, box_mm: Optional[float] = None,
               device: str = "auto", fast: bool = False, progress: Optional[ProgressCallback] = None,
-              cancel: Optional[CancelToken] = None, crop_foreground: bool = True, precision: str = "auto") -> Image:
+              cancel: Optional[CancelToken] = None, crop_foreground: bool = True, precision: str = "auto",
+              runtime: str = "auto") -> Image:
     """The one entry point for CLI, Slicer and batch: labelmap of ``image`` on its grid.
 
     Promptable-lesion models need ``seeds_ras`` (RAS mm) and dispatch to :mod:`RadAISegmentLib.lesion.predict`;
-    ``crop_foreground`` and ``precision`` (organ models) as in :func:`segment_image`.
+    ``crop_foreground``, ``precision`` and ``runtime`` (organ models) as in :func:`segment_image`.
     """
     model = load_model(model_id, device)
     if model.card.task == "promptable-lesion":
         return run_lesion_model(image, model, seeds_ras, box_mm, device, progress, cancel)
     return segment_image(image, model, device=device, fast=fast, progress=progress, cancel=cancel,
                          largest_component=bool(model.card.raw.get("largest_component", False)),
-                         crop_foreground=crop_foreground, precision=precision)
+                         crop_foreground=crop_foreground, precision=precision, runtime=runtime)
 
 
 def check_seed(image: Image, seed_ras: Sequence[float]) -> None:

@@ -55,6 +55,7 @@ class JobInputs:
     include_ras: tuple = ()
     exclude_ras: tuple = ()
     precision: str = "auto"
+    runtime: str = "auto"
     prompt: Optional[dict] = dataclasses.field(default=None, compare=False)
     lesion_label: Optional[int] = None
 
@@ -245,6 +246,7 @@ class WorkerJob(PolledJob):
         self._request_id = f"{id(self)}-{self._stage_index}"
         request = {"id": self._request_id, "op": self.stage, "image_key": inputs.image_key, "model": inputs.model_id,
                    "box_mm": inputs.box_mm, "device": inputs.device, "precision": inputs.precision,
+                   "runtime": inputs.runtime,
                    "env": {name: self._env.get(name, "") for name in FORWARDED_ENV}}
         if self._image_path and self.worker.image_key != inputs.image_key:
             request.update(image=self._image_path, metadata=self._metadata)

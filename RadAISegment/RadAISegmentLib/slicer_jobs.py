@@ -103,7 +103,8 @@ def start_segmentation(parameters) -> WorkerJob:
                        _context(volume, parameters.outputSegmentation, parameters.saliencyOpacity),
                        boxes_ras=(box,) if box is not None else (),
                        include_ras=tuple(markups_points_ras(parameters.includePoints)),
-                       exclude_ras=tuple(markups_points_ras(parameters.excludePoints)), precision=parameters.precision)
+                       exclude_ras=tuple(markups_points_ras(parameters.excludePoints)), precision=parameters.precision,
+                       runtime=parameters.runtime)
     return start_worker_job(volume, inputs)
 
 

@@ -160,7 +160,7 @@ class Worker:
         else:
             labelmap = run_model(image, request["model"], device=device, fast=bool(request.get("fast", False)),
                                  progress=progress, crop_foreground=bool(request.get("crop_foreground", True)),
-                                 precision=precision)
+                                 precision=precision, runtime=request.get("runtime") or "auto")
         write_segmentation_nrrd(labelmap, request["output"])
         return dict(reply, output=request["output"], labels=[int(v) for v in labelmap.label_values()],
                     inference_precision=str(labelmap.metadata.get("inference_precision", "")))
