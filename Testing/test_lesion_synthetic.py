@@ -9,7 +9,7 @@ from RadAISegmentLib.image import Image
 from RadAISegmentLib.lesion.backgrounds import Background, load_background
 from RadAISegmentLib.lesion.shapes import (ellipsoid_level_set, grid_points, occupancy, random_rotation,
                                            tube_level_set)
-from RadAISegmentLib.lesion.synthetic import make_case, thick_slice
+from RadAISegmentLib.lesion.synthetic import make_case, seed_near_centre, thick_slice
 
 
 def half_space_background():
@@ -129,3 +129,19 @@ def test_a_brain_lesion_on_the_cortex_stops_at_the_brain_surface():
         assert np.linalg.norm(positions - 39.5, axis=1).max() <= 30.0 + spacing * np.sqrt(3) / 2 + 0.5
         assert np.linalg.norm(centre_lps - 39.5) > 26.0            # attached: centred on the surface
     assert confined >= 5
+
+
+def test_a_seed_lands_in_the_lesion_even_when_it_is_too_thin_to_have_an_interior():
+    """A lesion one voxel thick (a plate of 100 voxels: erosion leaves nothing) still gets a seed in it; it used
+    to stop a training sitting with ``high <= 0``."""
+    label = np.zeros((16, 16, 16), bool)
+    label[8, 3:13, 3:13] = True
+    centre = np.array([8.0, 7.5, 7.5])
+    rng = np.random.default_rng(0)
+    seeds = [seed_near_centre(label, centre, rng) for _ in range(20)]
+    assert all(label[tuple(int(v) for v in seed)] for seed in seeds)
+    assert max(np.linalg.norm(seed - centre) for seed in seeds) < 4.0          # near the centre, not anywhere
+    solid = np.zeros((16, 16, 16), bool)
+    solid[4:12, 4:12, 4:12] = True                                              # with an interior: inside it
+    seed = seed_near_centre(solid, np.array([7.5, 7.5, 7.5]), rng)
+    assert all(5 <= v <= 10 for v in seed)

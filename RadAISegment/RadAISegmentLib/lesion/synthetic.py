@@ -174,6 +174,15 @@ def _appearance(crop, label, radius_vox, level, ct: bool, rng, info: dict):
     return appearance, lesion_level, local_level, spread
 
 
+def seed_near_centre(label: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A reader's seed (k, j, i voxel, float): one of the quarter of the lesion's interior voxels nearest
+    ``centre``; a lesion too thin to have an interior (every voxel on its surface) is its own interior."""
+    interior = ndimage.binary_erosion(label, iterations=1) if label.sum() > 30 else label
+    inside = np.argwhere(interior if interior.any() else label)
+    near_centre = inside[np.argsort(np.linalg.norm(inside - centre, axis=1))[: max(len(inside) // 4, 1)]]
+    return near_centre[rng.integers(len(near_centre))].astype(float)
+
+
 def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int = GRID,
               ct_normalisation: str = "piecewise", attached: Optional[bool] = None) -> SyntheticCase:
     """One synthetic lesion with its prompt channels (see the module docstring for what is drawn)."""
@@ -277,9 +286,7 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
         extent = high - low + 1
         box_low = np.clip(low - extent * rng.uniform(0.0, 0.3, 3) - rng.uniform(0, 3, 3), 0, grid - 1)
         box_high = np.clip(high + extent * rng.uniform(0.0, 0.3, 3) + rng.uniform(0, 3, 3), 0, grid - 1)
-        inside = np.argwhere(ndimage.binary_erosion(label, iterations=1) if label.sum() > 30 else label)
-        near_centre = inside[np.argsort(np.linalg.norm(inside - centre, axis=1))[: max(len(inside) // 4, 1)]]
-        seed = near_centre[rng.integers(len(near_centre))].astype(float) if rng.random() < 0.8 else None
+        seed = seed_near_centre(label, centre, rng) if rng.random() < 0.8 else None
     info["seed_kji"] = seed
     x = stack_channels(image_channel, seed, [], [], box_low, box_high)
     return SyntheticCase(x, np.clip(fraction, 0, 1).astype(np.float32), info)
