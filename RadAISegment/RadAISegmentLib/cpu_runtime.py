@@ -14,7 +14,8 @@ SegResNet: OpenVINO 2.8× faster than MONAI at 0.57× its peak memory, PyTorch 2
 conversion would cost more than it saves).
 
 Conversion: a TorchScript trace on zeros (at half the window where the network takes it; instance norms
-written as :class:`_PreciseInstanceNorm`: OpenVINO's own loses digits), converted by OpenVINO, then a probe: a random input through both, relative L2 difference within :data:`PROBE_TOLERANCE`
+written as :class:`_PreciseInstanceNorm`: OpenVINO's own loses digits), converted by OpenVINO, then a
+probe: a random input through both, relative L2 difference within :data:`PROBE_TOLERANCE`
 (tracing freezes Python branches on the input's values; the probe catches it), and a compilation at the
 window's shape. That costs seconds, so the verified conversion is kept in the models cache
 (``<models>/.openvino/<key>``, OpenVINO IR, written atomically), keyed by the network's class and weights,
@@ -104,8 +105,9 @@ class _PreciseInstanceNorm(torch.nn.Module):
 
     OpenVINO sums a ReduceMean's values in one float32 accumulator: over a 128³ window (2 M values) the
     normalised output is off by ~3e-4 relative (PyTorch: 2e-7), enough to flip near-tied labels. Here each
-    mean is a chain of matrix products with a ones vector, one spatial axis at a time (≤ a few hundred terms
-    per sum, accumulated as matrix products are): 3e-7. Variance as PyTorch's (biased, of the centred values)."""
+    mean is a ReduceMean over the last axis alone, then matrix products with a ones vector over each further
+    spatial axis (≤ a few hundred terms per sum; OpenVINO would merge consecutive ReduceMeans back into one):
+    3e-7. Variance as PyTorch's (biased, of the centred values)."""
 
     def __init__(self, norm: torch.nn.Module) -> None:
         super().__init__()
