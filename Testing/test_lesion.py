@@ -63,8 +63,20 @@ def test_training_writes_a_loadable_model_and_resumes_where_it_stopped(tmp_path)
     assert state["step"] == 2 and state["sittings"] == 1
     second = train(tmp_path / "m", "--max-steps", "2", "--resume")
     assert second.returncode == 0, second.stderr
-    assert "resumed at step 2" in second.stdout
+    assert "resumed at step 2" in second.stdout and "cases changed" not in second.stdout   # same cases, same scores
     state = torch.load(tmp_path / "m" / "training" / "state.pt", weights_only=True)
     assert state["step"] == 4 and state["sittings"] == 2 and len(state["history"]) == 2
     fresh = train(tmp_path / "other", "--max-steps", "1", "--resume")
     assert fresh.returncode != 0 and "No training state" in (fresh.stderr + fresh.stdout)
+
+
+def test_the_validation_fingerprint_sees_a_change_in_the_rendered_image_not_only_in_the_lesions():
+    """Scores are comparable across sittings only on the same cases: a generator change that renders the same
+    lesions differently (thicker slices, say) must change the fingerprint; regenerating the cases must not."""
+    from RadAISegmentLib.lesion.train import validation_cases, validation_fingerprint
+    cases = validation_cases(seed=0, grid=32, extra_backgrounds=(), count=2)
+    again = validation_cases(seed=0, grid=32, extra_backgrounds=(), count=2)
+    assert validation_fingerprint(cases) == validation_fingerprint(again)
+    again[1].x[0] = again[1].x[0] + 0.01                     # same targets, the image rendered differently
+    assert np.array_equal(again[1].target, cases[1].target)
+    assert validation_fingerprint(cases) != validation_fingerprint(again)

@@ -9,7 +9,7 @@ from RadAISegmentLib.image import Image
 from RadAISegmentLib.lesion.backgrounds import Background, load_background
 from RadAISegmentLib.lesion.shapes import (ellipsoid_level_set, grid_points, occupancy, random_rotation,
                                            tube_level_set)
-from RadAISegmentLib.lesion.synthetic import make_case, seed_near_centre, thick_slice
+from RadAISegmentLib.lesion.synthetic import acquire, enhancing_meninges, make_case, seed_near_centre, thick_slice
 
 
 def half_space_background():
@@ -48,6 +48,43 @@ def test_thick_slice_profile_keeps_a_linear_ramp_and_flattens_within_a_slice():
     blurred = thick_slice(step, axis=0, thickness_vox=6.0)
     assert 0.0 < blurred[19, 0, 0] < 1.0 and 0.0 < blurred[21, 0, 0] < 1.0
     assert np.array_equal(thick_slice(step, axis=0, thickness_vox=1.0), step)
+
+
+def test_thick_slices_are_applied_to_the_whole_scan_not_only_to_the_lesion():
+    """6 mm slices on a 1 mm background: background and lesion alike are one sample per slice, linearly
+    interpolated between slice centres (zero second difference along the slice axis between centres); slices
+    no thicker than the background's own leave the background as it is."""
+    rng = np.random.default_rng(3)
+    background = rng.normal(size=(48, 6, 6)).astype(np.float32)           # sharp detail along every axis
+    lesion = np.zeros_like(background)
+    lesion[20:30] = 5.0
+    scan = acquire(background, lesion, background_slice_mm=1.0, slice_vox=6.0, slice_axis=0, phase=0.0,
+                   spacing_mm=1.0)
+    assert np.allclose(scan, thick_slice(background + lesion, 0, 6.0, 0.0))
+    second_difference = np.abs(np.diff(scan, n=2, axis=0))
+    between_centres = [k for k in range(1, 47) if k % 6 != 0]             # centres at 0, 6, 12, ...
+    assert second_difference[[k - 1 for k in between_centres]].max() < 1e-4
+    assert np.abs(np.diff(background, n=2, axis=0)).mean() > 1.0          # the input had detail to lose
+    thin = acquire(background, lesion, background_slice_mm=2.5, slice_vox=3.0, slice_axis=0, phase=0.0,
+                   spacing_mm=1.0)
+    assert np.allclose(thin - thick_slice(lesion, 0, 3.0, 0.0), background, atol=1e-5)
+
+
+def test_enhancing_meninges_are_a_patchy_sheet_just_outside_the_brain():
+    """A flat brain surface at i = 31.5 (signed distance i - 31.5 voxels, 1 mm voxels): the sheet lies outside
+    the brain, at most 4 mm (+ half a voxel of partial volume) from it, and covers part of the surface only."""
+    rng = np.random.default_rng(5)
+    i = np.broadcast_to(np.arange(64, dtype=np.float32), (64, 64, 64))
+    organ_level = i - 31.5
+    for _ in range(5):
+        sheet = enhancing_meninges(organ_level, 1.0, rng)
+        assert sheet.shape == organ_level.shape and 0.0 <= sheet.min() and sheet.max() <= 1.0
+        assert sheet[organ_level < -0.5].max() == 0.0                        # never inside the brain
+        assert sheet[organ_level > 4.5].max() == 0.0                         # at most 4 mm thick
+        covered = sheet[:, :, 32] > 0.5                                      # the first voxel layer outside
+        assert 0.0 < covered.mean() < 1.0 or sheet.max() == 0.0             # patches, not a closed shell
+    coarse = enhancing_meninges(organ_level, 3.0, rng)                       # 3 mm voxels: thinner in voxels
+    assert coarse[organ_level > 2.0].max() == 0.0
 
 
 def test_cases_are_well_formed_training_pairs_with_their_prompts():

@@ -17,11 +17,13 @@ reader's prompt, resampled to ``grid``³, with the prompt channels. What is draw
   have the same density — the hard case a reader's outline follows;
 * **appearance**: CT solid or ground-glass nodules and hypo/hyper-dense tissue lesions; MR hyper/hypo-intense
   lesions, necrotic cores with enhancing rims, heterogeneity, oedema halos, bias fields; unlabelled vessels
-  crossing or touching the lesion with the lesion's own intensity (what a reader leaves out);
+  crossing or touching the lesion with the lesion's own intensity, and in the head enhancing meninges (a
+  patchy sheet just outside the brain, as bright as an enhancing lesion): what a reader leaves out;
 * **acquisition**: the lesion is rendered at the simulated scan's resolution (in-plane 0.5–1.2 mm, slices up
   to 7 mm; mostly at most half the lesion's diameter, as a lesion is measured on two slices or more, and
   sometimes up to its whole diameter, as a small metastasis on thick MR slices: box slice profile, one sample
-  per slice, linear interpolation back), with the background's noise.
+  per slice, linear interpolation back), with the background's noise; slices clearly thicker than the
+  background's own are applied to the background too (the whole scan is acquired at them).
 
 The label is the lesion's true extent at crop resolution (occupancy ≥ 0.5), the soft target its occupancy.
 """
@@ -174,6 +176,29 @@ def _appearance(crop, label, radius_vox, level, ct: bool, rng, info: dict):
     return appearance, lesion_level, local_level, spread
 
 
+def enhancing_meninges(organ_level: np.ndarray, spacing_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Occupancy (0..1) of patches of enhancing meninges: a sheet 1-4 mm thick just outside the organ
+    (the brain; ``organ_level`` its signed distance in crop voxels, < 0 inside), covering part of its surface.
+    On post-contrast T1 the dura enhances as brightly as a metastasis and touches a cortical one; it is not
+    lesion (unlabelled), as a reader's outline stops at the brain surface."""
+    thickness_vox = max(rng.uniform(1.0, 4.0) / spacing_mm, 0.7)
+    sheet = occupancy(np.maximum(-organ_level, organ_level - thickness_vox))
+    patches = smooth_noise(organ_level.shape[0], max(10.0 / spacing_mm, 2.0), rng)
+    return (sheet * np.clip((patches - rng.uniform(-0.8, 0.4)) * 2.0, 0.0, 1.0)).astype(np.float32)
+
+
+def acquire(crop: np.ndarray, difference: np.ndarray, background_slice_mm: float, slice_vox: float,
+            slice_axis: int, phase: float, spacing_mm: float) -> np.ndarray:
+    """The composite scan (crop + rendered lesion) acquired with slices ``slice_vox`` crop voxels thick along
+    ``slice_axis`` (crop spacing ``spacing_mm``). A scanner samples everything at its slices, so where the
+    slices are clearly thicker than the background's own (``background_slice_mm``) the background is sliced
+    with the lesion; otherwise only the lesion is (the background already has its native resolution). Until
+    2.3 only the lesion was: a thick-slice lesion then sat in a background that stayed sharp across slices."""
+    if slice_vox * spacing_mm > 1.5 * background_slice_mm:
+        return thick_slice(crop + difference, slice_axis, slice_vox, phase)
+    return crop + thick_slice(difference, slice_axis, slice_vox, phase)
+
+
 def seed_near_centre(label: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A reader's seed (k, j, i voxel, float): one of the quarter of the lesion's interior voxels nearest
     ``centre``; a lesion too thin to have an interior (every voxel on its surface) is its own interior."""
@@ -216,9 +241,10 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
             shift = middle + jitter - inside.mean(axis=0)
             level = ndimage.shift(level, shift, order=1, mode="nearest")
             centre = (centre + shift).astype(np.float32)
+    organ_level = None
     if background.compartment is not None:         # the organ is known (the brain): lesions stay in it
-        organ = compartment_crop(background, centre_index, edge_mm, grid)
-        compartment = _organ_level_set(organ) if rng.random() < 0.9 else None
+        organ_level = _organ_level_set(compartment_crop(background, centre_index, edge_mm, grid))
+        compartment = organ_level if rng.random() < 0.9 else None
     else:
         compartment = _compartment(crop, centre, background.ct) if rng.random() < (0.85 if attached else 0.5) \
             else None
@@ -235,7 +261,6 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
         label = fraction >= 0.5
 
     appearance, lesion_level, local_level, spread = _appearance(crop, label, radius_vox, level, background.ct, rng, info)
-    overlay = fraction.copy()
     vessel_fraction = np.zeros_like(fraction)
     info["vessels"] = 0
     if rng.random() < 0.3:            # unlabelled vessels with the lesion's intensity, touching or crossing it
@@ -251,13 +276,19 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
             vessel_fraction = np.maximum(vessel_fraction, occupancy(tube))
             info["vessels"] += 1
         vessel_fraction *= 1.0 - fraction
-        overlay = overlay + vessel_fraction
     vessel_level = lesion_level * rng.uniform(0.85, 1.15) if background.ct else lesion_level
     difference = fraction * (appearance - crop) + vessel_fraction * (vessel_level - crop)
+    if organ_level is not None and not background.ct and rng.random() < 0.5:
+        meninges = enhancing_meninges(organ_level, spacing, rng) * (1.0 - fraction) * (1.0 - vessel_fraction)
+        brighter = max(lesion_level - local_level, 0.0)
+        meninges_level = local_level + (brighter * rng.uniform(0.7, 1.2) if brighter > 0.3 * spread
+                                        else rng.uniform(0.4, 1.0) * spread)
+        difference += meninges * (meninges_level - crop)
+        info["meninges"] = True
     if not background.ct and rng.random() < 0.3:   # oedema halo outside the label
         halo = np.clip(1.0 - np.maximum(level, 0) / (radius_vox * rng.uniform(0.3, 1.0)), 0, 1) * (level > 0)
         difference += halo * rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.35) * spread
-    # the scan's own resolution: in-plane box blur and a thick-slice profile on the rendered lesion
+    # the scan's own resolution: in-plane box blur of the lesion, thick slices (see acquire)
     native = background.native_spacing_mm
     in_plane_mm = max(float(native[:2].min()), rng.uniform(0.5, 1.2))
     thickest_mm = min(7.0, max((0.5 if rng.random() < 0.75 else 1.0) * diameter_mm, 1.0))
@@ -268,8 +299,8 @@ def make_case(backgrounds: list[Background], rng: np.random.Generator, grid: int
     size = [max(int(round(b)), 1) for b in blur]
     if max(size) > 1:
         difference = ndimage.uniform_filter(difference, size=size, mode="nearest")
-    difference = thick_slice(difference, slice_axis, slice_mm / spacing, rng.uniform(0.0, 1.0))
-    composite = crop + difference
+    composite = acquire(crop, difference, float(native[2 - slice_axis]), slice_mm / spacing, slice_axis,
+                        rng.uniform(0.0, 1.0), spacing)
     if not background.ct and rng.random() < 0.5:   # MR bias field
         composite = composite * np.exp(0.15 * smooth_noise(grid, grid / 1.5, rng))
     image_channel = normalise_crop(composite, background.ct, ct_normalisation)
