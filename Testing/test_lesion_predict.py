@@ -116,3 +116,47 @@ def test_ct_normalisations_keep_lung_and_soft_tissue_apart():
     assert np.allclose(window, np.clip((hu + 1000) / 1500, 0, 1))
     assert np.allclose(piecewise, [0.0, 0.05625, 0.3, 0.636, 0.72, 1.0, 1.0])
     assert (piecewise[4] - piecewise[3]) / (window[4] - window[3]) == pytest.approx(0.7 / 500 * 1500)  # 2.1x soft-tissue contrast
+
+
+class _RampNetwork(torch.nn.Module):
+    """Logit = image × a fixed ramp that differs along every axis: not flip-equivariant, so each flip's
+    pass gives a different answer and the average is known in closed form."""
+
+    def __init__(self, grid: int):
+        super().__init__()
+        k, j, i = np.indices((grid,) * 3, dtype=np.float32)
+        self.register_buffer("ramp", torch.from_numpy((k - 2 * j + 3 * i) / grid))
+
+    def forward(self, x):
+        return x[:, :1] * self.ramp
+
+
+@pytest.mark.parametrize("mirror_axes", [(), (2,), (0, 1, 2)])
+def test_mirroring_averages_the_flipped_passes_along_the_cards_axes(mirror_axes):
+    from itertools import combinations
+
+    from RadAISegmentLib.lesion.predict import mirror_flips, predict_probabilities
+    grid = 6
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(2, 5, grid, grid, grid)).astype(np.float32)
+    ramp = _RampNetwork(grid).ramp.numpy()
+    flips = [c for r in range(len(mirror_axes) + 1) for c in combinations(mirror_axes, r)]
+    # flip the input, run, flip back == the input times the ramp flipped along the same axes
+    expected = np.mean([1 / (1 + np.exp(-batch[:, 0] * (np.flip(ramp, f) if f else ramp))) for f in flips], axis=0)
+    got = predict_probabilities(_RampNetwork(grid), batch, "cpu", mirror_axes)
+    assert got.shape == (2, grid, grid, grid)
+    assert np.allclose(got, expected, atol=1e-6)
+    assert mirror_flips(mirror_axes) == flips and len(flips) == 2 ** len(mirror_axes)
+    if mirror_axes:
+        plain = predict_probabilities(_RampNetwork(grid), batch, "cpu", ())
+        assert not np.allclose(got, plain, atol=1e-3)          # the mirroring did something
+
+
+def test_the_card_says_which_axes_to_mirror_and_bad_axes_are_refused():
+    from RadAISegmentLib.lesion.card import card_dict
+    from RadAISegmentLib.lesion.preprocess import PromptSettings
+    card = card_dict("0" * 64, {}, {})
+    assert PromptSettings.from_card(card["input"]).mirror_axes == (0, 1, 2)        # lesion-roi 2.3 and later
+    assert PromptSettings.from_card({"channels": 5, "prompt": {}}).mirror_axes == (2,)   # earlier cards
+    with pytest.raises(ValueError, match="mirror_axes"):
+        PromptSettings.from_card({"channels": 5, "prompt": {"mirror_axes": [3]}})

@@ -33,6 +33,7 @@ def test_the_shipped_model_is_the_interactive_version_with_its_calibrated_range(
     assert card.version.startswith("2.") and card.as_dict()["input"]["channels"] == 5
     uncertainty = card.as_dict()["uncertainty"]
     assert uncertainty["weights_sha256"] == card.weights["sha256"]           # calibrated for these weights
+    assert uncertainty["mirror_axes"] == card.as_dict()["input"]["prompt"]["mirror_axes"]   # and this averaging
     assert uncertainty["achieved_coverage"] >= uncertainty["coverage"] - 0.02
 
 

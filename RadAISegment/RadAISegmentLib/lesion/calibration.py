@@ -36,7 +36,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
     for start in range(0, cases, batch):
         drawn = [make_case(backgrounds, rng, settings.grid) for _ in range(min(batch, cases - start))]
         probability = predict_probabilities(model.network, np.stack([c.x for c in drawn]), "cpu",
-                                            autocast=choice.autocast())
+                                            settings.mirror_axes, autocast=choice.autocast())
         for case, p in zip(drawn, probability):
             voxel_ml = (case.info["edge_mm"] / settings.grid) ** 3 / 1000.0
             outline = p >= 0.5
@@ -50,6 +50,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
             for (volume, sure, possible), truth in zip(spreads, truths)]
     errors = [abs(volume / truth - 1) for (volume, _, _), truth in zip(spreads, truths) if truth > 0]
     return {"scale_low": scale_low, "scale_high": scale_high, "coverage": coverage, "cases": len(truths),
+            "mirror_axes": list(settings.mirror_axes),
             "achieved_coverage": float(np.mean(held)), "median_abs_volume_error": float(np.median(errors)),
             "method": "split-conformal scales of the p>=0.7 / p>=0.3 spread on held-aside synthetic lesions "
                       "(lesion.calibration), floor: a quarter-voxel shell (lesion.uncertainty)"}

@@ -13,6 +13,7 @@ from .prompts import BOX_CORNER_MARGIN, CHANNELS, DEFAULT_BOX_MM, GRID, POINT_SI
 
 VERSION = "2.2.0"
 CT_NORMALISATION = "piecewise"
+MIRROR_AXES = (0, 1, 2)      # trained with random flips along each axis: test-time mirroring along all three
 BACKGROUNDS = ("TotalSegmentator example CT and MR (Apache-2.0, bundled in Resources/SampleData), its example "
                "chest CT DICOM series when given, Colin27 T1 and ch2better (Debian mricron-data), and the MNI152 "
                "2009a T1 template (nilearn, BSD-3) when installed")
@@ -34,7 +35,8 @@ def card_dict(sha256: str, metrics: dict, network: dict) -> dict:
                   "normalisation_mr": "1st-99th percentile of the crop -> 0..1",
                   "prompt": {"grid": GRID, "default_box_mm": DEFAULT_BOX_MM, "point_sigma_voxels": POINT_SIGMA_VOXELS,
                              "channels": list(CHANNELS), "ct_normalisation": CT_NORMALISATION,
-                             "box_corner_margin": BOX_CORNER_MARGIN, "interactive": True}},
+                             "box_corner_margin": BOX_CORNER_MARGIN, "interactive": True,
+                             "mirror_axes": list(MIRROR_AXES)}},
         "network": {"format": "state_dict", **network},
         "weights": {"file": "model.pt", "sha256": sha256},
         "licence": "Apache-2.0 (RadAI); trained only on synthetic lesions in Apache-2.0 / BSD / Debian-packaged backgrounds",

@@ -138,9 +138,13 @@ def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None) -> st
     from ..models.loaders import load_model_folder
     from .calibration import calibrate_model, record_calibration
     model_dir = Path(model_dir)
+    from .preprocess import PromptSettings
     card = json.loads((model_dir / "card.json").read_text())
-    if card["input"].get("channels", 2) >= 5 and \
-            card.get("uncertainty", {}).get("weights_sha256") != card["weights"]["sha256"]:
+    calibrated = card.get("uncertainty", {})
+    mirror_axes = list(PromptSettings.from_card(card["input"]).mirror_axes)
+    if card["input"].get("channels", 2) >= 5 and (calibrated.get("weights_sha256") != card["weights"]["sha256"]
+                                                  or calibrated.get("mirror_axes", [2]) != mirror_axes):
+        # a range calibrated for other weights, or for other test-time mirroring, is never used
         calibration = calibrate_model(load_model_folder(model_dir))      # synthetic cases only
         record_calibration(model_dir, {**calibration, "weights_sha256": card["weights"]["sha256"]})
     models = {"lesion-roi " + card["version"]: load_model_folder(model_dir)}

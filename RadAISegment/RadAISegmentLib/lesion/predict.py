@@ -1,12 +1,13 @@
 """Segment lesions from prompts (seed, box, include/exclude clicks, a previous outline) with the lesion model.
 
-Every lesion is one crop (:mod:`.preprocess`); all crops go through the network in one batch, averaged with
-the left-right flipped input. Back on the input grid (footprint probabilities), a lesion keeps the connected
+Every lesion is one crop (:mod:`.preprocess`); all crops go through the network in one batch, averaged over
+the input's flips along the card's mirror axes (lesion-roi 2.3: all three, 8 passes; earlier: left-right). Back on the input grid (footprint probabilities), a lesion keeps the connected
 parts of ``p ≥ 0.5`` that hold one of its positive points (seed, include clicks), or, when none does, the part
 nearest its seed; inside a drawn box only. Each lesion's volume comes with a range (:mod:`.uncertainty`).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -66,25 +67,34 @@ def uncertainty_scales(model) -> tuple[float, float]:
     return float(calibration.get("scale_low", 1.0)), float(calibration.get("scale_high", 1.0))
 
 
+def mirror_flips(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every combination of flips along ``mirror_axes`` (crop axes), the identity first: 2**len of them."""
+    axes = sorted(set(int(a) for a in mirror_axes))
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+
+
 def predict_probabilities(network: torch.nn.Module, tensors: np.ndarray, device: str = "cpu",
-                          flip: bool = True, autocast=None) -> np.ndarray:
-    """Sigmoid probabilities ``[n, g, g, g]`` for a batch ``[n, c, g, g, g]`` in one forward pass,
-    averaged with the left-right (i-axis) flipped input when ``flip``. ``autocast``: a context manager for
-    the forward pass (the device choice's, e.g. CPU bfloat16, as the model was trained); fp32 without."""
+                          mirror_axes: Sequence[int] = (2,), autocast=None) -> np.ndarray:
+    """Sigmoid probabilities ``[n, g, g, g]`` for a batch ``[n, c, g, g, g]``, averaged over every flip of
+    the input along ``mirror_axes`` (crop axes 0 k, 1 j, 2 i; the model card says which: lesion-roi 2.x was
+    trained with flips along all three, 1.x runs left-right only; ``()``: one plain pass). One forward pass per
+    flip, so memory stays that of the batch. ``autocast``: a context manager for the forward pass (the device
+    choice's, e.g. CPU bfloat16, as the model was trained); fp32 without."""
     import contextlib
     network.eval()
     batch = np.asarray(tensors, dtype=np.float32)
-    if flip:
-        batch = np.concatenate([batch, np.flip(batch, axis=4)])
-    inputs = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-    if inputs.ndim == 5:
-        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
-    with torch.no_grad(), (autocast if autocast is not None else contextlib.nullcontext()):
-        probability = torch.sigmoid(network(inputs).float()).cpu().numpy()[:, 0]
-    if not flip:
-        return probability
-    n = len(tensors)
-    return (probability[:n] + np.flip(probability[n:], axis=3)) / 2.0
+    total = None
+    flips = mirror_flips(mirror_axes)
+    for flip in flips:
+        flipped = np.flip(batch, axis=tuple(a + 2 for a in flip)) if flip else batch
+        inputs = torch.from_numpy(np.ascontiguousarray(flipped)).to(device)
+        if inputs.ndim == 5:
+            inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+        with torch.no_grad(), (autocast if autocast is not None else contextlib.nullcontext()):
+            probability = torch.sigmoid(network(inputs).float()).cpu().numpy()[:, 0]
+        probability = np.flip(probability, axis=tuple(a + 1 for a in flip)) if flip else probability
+        total = probability.copy() if total is None else total + probability
+    return total / len(flips)
 
 
 def component_at_seed(mask: np.ndarray, seed_index_kji: np.ndarray) -> np.ndarray:
@@ -156,7 +166,8 @@ def segment_prompts(image: Image, prompts: Sequence[LesionPrompt], model, device
 
     def forward(run):
         ran.append(run)
-        return predict_probabilities(network.to(run.device), batch, run.device, autocast=run.autocast())
+        return predict_probabilities(network.to(run.device), batch, run.device, settings.mirror_axes,
+                                     autocast=run.autocast())
     probabilities = run_with_cpu_fallback(forward, choice)
     result = np.zeros(image.array.shape, np.uint8)
     volumes = []

@@ -48,6 +48,7 @@ class PromptSettings:
     channels: int = 5
     default_box_mm: float = DEFAULT_BOX_MM
     ct_normalisation: str = "piecewise"
+    mirror_axes: tuple[int, ...] = (2,)     # test-time mirroring, crop axes (0 k, 1 j, 2 i): all their flips
 
     @property
     def interactive(self) -> bool:
@@ -57,9 +58,12 @@ class PromptSettings:
     def from_card(card_input: dict) -> "PromptSettings":
         prompt = card_input.get("prompt", {})
         channels = int(card_input.get("channels", 2))
+        mirror_axes = tuple(int(axis) for axis in prompt.get("mirror_axes", [2]))
+        if any(axis not in (0, 1, 2) for axis in mirror_axes):
+            raise ValueError(f"lesion model card: mirror_axes {list(mirror_axes)} must be crop axes 0, 1, 2")
         return PromptSettings(int(prompt.get("grid", GRID if channels >= 5 else LEGACY_GRID)), channels,
                               float(prompt.get("default_box_mm", DEFAULT_BOX_MM)),
-                              prompt.get("ct_normalisation", DEFAULT_CT_NORMALISATION))
+                              prompt.get("ct_normalisation", DEFAULT_CT_NORMALISATION), mirror_axes)
 
 
 @dataclass
