@@ -80,3 +80,29 @@ def test_the_validation_fingerprint_sees_a_change_in_the_rendered_image_not_only
     again[1].x[0] = again[1].x[0] + 0.01                     # same targets, the image rendered differently
     assert np.array_equal(again[1].target, cases[1].target)
     assert validation_fingerprint(cases) != validation_fingerprint(again)
+
+
+def test_a_new_run_starts_from_a_model_folder_s_weights_and_step_count(tmp_path):
+    """`--from-model DIR`: a later sitting needs only the repository's model folder, not the lost training state."""
+    first = train(tmp_path / "m", "--max-steps", "2")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "m" / "previous").mkdir()
+    (tmp_path / "m" / "previous" / "card.json").write_text("{}")
+    started = train(tmp_path / "n", "--max-steps", "0", "--from-model", str(tmp_path / "m"))
+    assert started.returncode == 0, started.stderr
+    assert "started from" in started.stdout and "step 2" in started.stdout and "afresh" in started.stdout
+    weights = torch.load(tmp_path / "n" / "model.pt", weights_only=True)
+    source = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    assert weights.keys() == source.keys() and all(torch.equal(weights[k], source[k]) for k in weights)
+    state = torch.load(tmp_path / "n" / "training" / "state.pt", weights_only=True)
+    assert state["step"] == 2 and state["sittings"] == 2                       # the run's counters carry on
+    assert (tmp_path / "n" / "previous" / "card.json").is_file()              # compared with the same version
+    again = train(tmp_path / "n", "--max-steps", "1", "--from-model", str(tmp_path / "m"))
+    assert again.returncode != 0 and "--resume" in again.stderr + again.stdout   # never overwrites a run
+    both = train(tmp_path / "k", "--max-steps", "1", "--from-model", str(tmp_path / "m"), "--resume")
+    assert both.returncode != 0 and "give one of them" in both.stderr + both.stdout
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "card.json").write_text(json.dumps({"task": "segmentation"}))
+    wrong = train(tmp_path / "k", "--max-steps", "1", "--from-model", str(tmp_path / "other"))
+    assert wrong.returncode != 0 and "not a lesion-roi 2.x model" in wrong.stderr + wrong.stdout
+    assert not (tmp_path / "k").exists()                                      # nothing written on bad input

@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=40_000, help="total steps of the whole run (cosine schedule)")
     parser.add_argument("--minutes", type=float, default=60.0, help="time budget of this sitting")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in OUT/training/state.pt")
+    parser.add_argument("--from-model", metavar="DIR",
+                        help="start a new run from a lesion-roi 2.x model folder's weights and step count "
+                             "(e.g. Resources/Models/lesion-roi), fresh optimiser; not with --resume")
     parser.add_argument("--background", action="append", default=[],
                         help="extra training background (image file or DICOM folder; never an evaluation case)")
     parser.add_argument("--seed", type=int, default=0)
@@ -36,11 +39,15 @@ def run(args: argparse.Namespace) -> int:
     from ..lesion.train import train
     from ..sample_data import resources_dir
     out = Path(args.out) if args.out else resources_dir() / "Models" / "lesion-roi"
+    if args.from_model and args.resume:
+        from ..errors import InputError
+        raise InputError("--from-model starts a new run and --resume continues the one in OUT: give one of them.")
     if not args.evaluate_only:
         metrics = train(out, total_steps=args.steps, minutes=args.minutes, seed=args.seed, threads=args.threads,
                         resume=args.resume, validate_every=args.validate_every,
                         extra_backgrounds=[Path(p) for p in args.background], max_steps=args.max_steps,
-                        validation_count=args.validation_cases)
+                        validation_count=args.validation_cases,
+                        from_model=Path(args.from_model) if args.from_model else None)
         print(json.dumps(metrics))
     if args.no_evaluate:
         return 0

@@ -14,7 +14,9 @@ reference outline (a reader's rough outline to refine).
 Training is resumable (Ctrl+C or SIGTERM ends a sitting after saving): the full state (network, optimiser, step,
 best checkpoint, random streams) is saved
 atomically to ``<out>/training/state.pt`` every few minutes and at the end of a sitting; ``--resume``
-continues the same cosine schedule over ``--steps``. The checkpoint kept in ``model.pt`` is the best on
+continues the same cosine schedule over ``--steps``. ``--from-model DIR`` starts a new run from a shipped model
+folder's weights (SHA-256 verified) and its recorded step count, with fresh optimiser moments: a later
+sitting needs nothing but the repository. The checkpoint kept in ``model.pt`` is the best on
 held-aside synthetic validation cases (never on real cases).
 """
 from __future__ import annotations
@@ -179,11 +181,28 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def state_from_model(folder: Path, network: torch.nn.Module) -> dict:
+    """Load a lesion-roi 2.x model folder's weights into ``network``; the run's counters from its card."""
+    import json
+    from ..errors import InputError
+    from ..models.loaders import load_model_folder
+    card_path = Path(folder) / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card.get("task") != "promptable-lesion" or card.get("network") != {**NETWORK, "format": "state_dict"}:
+        raise InputError(f"{folder} is not a lesion-roi 2.x model folder (card.json with this network: "
+                         f"{NETWORK['name']}, {NETWORK['parameters']['in_channels']} channels); give "
+                         "Resources/Models/lesion-roi or a folder written by `radai train lesion-roi`.")
+    network.load_state_dict(load_model_folder(folder).network.state_dict())      # SHA-256 checked on load
+    metrics = card.get("metrics", {})
+    return {"step": int(metrics.get("training_steps", 0)), "sittings": int(metrics.get("sittings", 0)),
+            "minutes": float(metrics.get("training_minutes", 0.0)), "from_model": card.get("version", "?")}
+
+
 def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed: int = 0, threads: int = 1,
           batch_size: int = 4, grid: int = GRID, resume: bool = False, validate_every: int = 500,
           checkpoint_minutes: float = 10.0, extra_backgrounds: Sequence[Path] = (),
           log: Callable[[str], None] = print, max_steps: Optional[int] = None,
-          validation_count: int = VALIDATION_CASES) -> dict:
+          validation_count: int = VALIDATION_CASES, from_model: Optional[Path] = None) -> dict:
     """One sitting of training (until ``minutes`` pass, ``total_steps`` are done, or ``max_steps`` more steps);
     writes ``model.pt`` + ``card.json`` (best checkpoint so far) and the resumable state. Returns the metrics."""
     from .card import write_model
@@ -203,6 +222,17 @@ def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed:
         network.load_state_dict(state.pop("network"))
         optimiser.load_state_dict(state.pop("optimiser"))
         log(f"resumed at step {state['step']} (best synthetic score {state['best']['score']:.3f})")
+    elif from_model is not None:
+        if state_path.exists():
+            from ..errors import InputError
+            raise InputError(f"{state_path} holds a run already: continue it with --resume, or choose another --out.")
+        state.update(state_from_model(Path(from_model), network))
+        previous = Path(from_model) / "previous"              # the version the evaluation compares against
+        if previous.is_dir() and not (out_dir / "previous").exists():
+            import shutil
+            shutil.copytree(previous, out_dir / "previous")
+        log(f"started from {from_model} (lesion-roi {state['from_model']}, step {state['step']}); "
+            "the optimiser's moments start afresh")
     state["sittings"] += 1
     rng = np.random.default_rng([seed, state["sittings"], 7])
     validation = validation_cases(seed, grid, extra_backgrounds, validation_count)
