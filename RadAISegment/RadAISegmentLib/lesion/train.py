@@ -230,7 +230,10 @@ def train(out_dir: Path, total_steps: int = 40_000, minutes: float = 60.0, seed:
         previous = Path(from_model) / "previous"              # the version the evaluation compares against
         if previous.is_dir() and not (out_dir / "previous").exists():
             import shutil
-            shutil.copytree(previous, out_dir / "previous")
+            partial = out_dir / ".previous.partial"           # copied whole, then renamed: never half a folder
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(previous, partial)
+            partial.rename(out_dir / "previous")
         log(f"started from {from_model} (lesion-roi {state['from_model']}, step {state['step']}); "
             "the optimiser's moments start afresh")
     state["sittings"] += 1
