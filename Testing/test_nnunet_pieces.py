@@ -159,3 +159,23 @@ def test_buffers_slide_in_place_as_a_concatenation_would(shift):
     slide_along(buffer, 1, shift)
     assert torch.equal(buffer, expected) and buffer.data_ptr() == address
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_window_sums_are_nnunets_arithmetic_without_a_whole_float32_copy(dtype):
+    """``add_weighted`` gives nnU-Net's float16 sums (product in float32, added to float16) a few classes at a
+    time, for a float32 window and for a bfloat16 one (whose float32 copy is never made whole)."""
+    from RadAISegmentLib.nnunet_inference import ADD_CLASSES, add_weighted
+    rng = np.random.default_rng(3)
+    heads = ADD_CLASSES * 2 + 1                     # a last, partial group of classes
+    prediction = torch.from_numpy(rng.normal(scale=4, size=(heads, 6, 5, 7)).astype(np.float32)).to(dtype)
+    gaussian = nnunet_gaussian((6, 5, 7))
+    start = torch.from_numpy(rng.normal(size=(heads, 6, 9, 7)).astype(np.float16))
+    expected = start.clone()
+    weighted = prediction.float() * gaussian        # nnU-Net: prediction *= gaussian; logits[sl] += prediction
+    expected[:, :, 2:7] += weighted
+    ours = start.clone()
+    add_weighted(ours[:, :, 2:7], prediction, gaussian)
+    assert ours.dtype == torch.float16
+    assert torch.equal(ours, expected)
+    assert not torch.equal(ours, start)

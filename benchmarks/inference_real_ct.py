@@ -187,7 +187,11 @@ def run_monai_bundle(nifti: str, bundle: str, spacing: float) -> np.ndarray:
 
 
 def child(kind: str, image_path: str, nifti: str, bundle: str, spacing: float, out: str) -> None:
-    """One measured run: labels saved to ``out`` (.npy), seconds / peak RSS / precision printed as JSON."""
+    """One measured run: labels saved to ``out`` (.npy), seconds / peak RSS / precision printed as JSON.
+    RadAI's runs set up their process as the ``radai`` command does (huge pages for PyTorch's allocator)."""
+    if kind != "monai":
+        from RadAISegmentLib.cpu_memory import tune_cpu_memory
+        tune_cpu_memory()
     import torch  # noqa: F401 - imported before the clock starts, as MONAI's run imports it
     import monai  # noqa: F401
     from RadAISegmentLib.device import choose_device

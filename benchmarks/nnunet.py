@@ -16,12 +16,18 @@ RadAI, each run in a fresh process:
   OpenVINO, float32 as the card says) — what a RadAI user gets at nnU-Net's windows;
 - ``radai-same-windows-torch`` (with ``--torch-control``): the same in PyTorch float32 (``--runtime torch``):
   the same windows and arithmetic as nnU-Net, agreement should be 1;
+- ``radai-same-windows-bf16`` (unless ``--no-bf16``): the same in PyTorch bfloat16 autocast (``--precision bf16
+  --runtime torch``), the memory-lean choice: the window's activations and output take half the bytes;
 - ``radai``: what ``radai segment --model ID`` does from the 0.78 mm CT: nnU-Net's own preprocessing
   (normalise, then spline resampling), RadAI's body crop (fewer windows), labels from nnU-Net's logit
   interpolation on the input grid, OpenVINO. Different resampling and windows than the peer: agreement reported.
 OpenVINO's conversion of a network (trace, convert, probe: seconds) is done once per network and kept in the
 models cache (``cpu_runtime``); a first, unmeasured child converts it into the benchmark's own cache, as a
 user's first run would, and its time is reported (``openvino_conversion_s``).
+
+RadAI's runs set up their process as the ``radai`` command does (:mod:`RadAISegmentLib.cpu_memory`:
+transparent huge pages for PyTorch's allocator, freed window blocks returned inside the window loop); the peer
+runs with the environment the benchmark was started with, as its users run it.
 
 Wall time and peak RSS (``VmHWM`` of the child), ratios vs the peer; agreement = multi-label Dice of the
 label volumes inside the body (HU > -500), as ``benchmarks/inference.py``. For the runs on the resampled
@@ -38,7 +44,7 @@ both spacings, trained briefly on the phantom's own labels at both model grids (
 its labels are decisive; its Dice against the phantom labels is reported (``network_dice_vs_phantom``).
 ``--network-cache DIR`` keeps the trained model folders for later runs.
 
-    .venv/bin/python benchmarks/nnunet.py [--spacings 1.5,3] [--torch-control] [--network-cache DIR] [--json]
+    .venv/bin/python benchmarks/nnunet.py [--spacings 1.5,3] [--torch-control] [--no-bf16] [--network-cache DIR] [--json]
 """
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CLASSES = 25                     # background + 24, as TotalSegmentator's part 1 (organs)
 PATCH = (128, 128, 128)
 TRAINER = "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres"
+USER_ENVIRONMENT = dict(os.environ)      # before anything in this process could add to it
 
 
 def plans_for(spacing: float, features: int, intensity: dict) -> dict:
@@ -196,6 +203,9 @@ def child(kind: str, image_path: str, model_folder: str, spacing: float, out: st
     whole run and, for the runs on the harness's resampled volume, of the engine alone (the resampling to
     the model grid and back is TotalSegmentator's step, the same code in both: the engine's peak RSS is
     counted from a reset after it, with the input image freed)."""
+    if kind != "nnunet":                      # as the radai command does, before PyTorch's first allocation
+        from RadAISegmentLib.cpu_memory import tune_cpu_memory
+        tune_cpu_memory()
     import torch
     from RadAISegmentLib.device import choose_device
     from RadAISegmentLib.io import read_image
@@ -234,7 +244,8 @@ def child(kind: str, image_path: str, model_folder: str, spacing: float, out: st
         else:
             grid = Image(volume, (spacing,) * 3, (0.0, 0.0, 0.0), np.eye(3), metadata={"modality": "CT"})
             small = segment_image(grid, model, device="cpu", crop_foreground=False,
-                                  runtime="torch" if kind.endswith("-torch") else "auto").array
+                                  runtime="torch" if kind.endswith(("-torch", "-bf16")) else "auto",
+                                  precision="bf16" if kind.endswith("-bf16") else "auto").array
         result = {"engine_seconds": time.perf_counter() - engine_start, "engine_peak_rss_mb": peak_rss_mb()}
         labels = to_input_grid(np.asarray(small, dtype=np.uint8), input_shape)
         result["peak_rss_mb"] = max(peak_before, peak_rss_mb())
@@ -258,6 +269,8 @@ def reset_peak_rss() -> None:
 def measure(kind: str, image_path: Path, model_folder: str, spacing: float, out: Path) -> dict:
     """One child run; its models cache (and so OpenVINO's kept conversions) is the benchmark's own."""
     env = dict(os.environ, RADAI_MODELS_DIR=str(out.parent / "models-cache"))
+    if kind == "nnunet" and "THP_MEM_ALLOC_ENABLE" not in USER_ENVIRONMENT:
+        env.pop("THP_MEM_ALLOC_ENABLE", None)     # the peer runs as its users run it
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(image_path), model_folder, str(spacing),
                            str(out)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -278,6 +291,9 @@ def main() -> None:
                         help="brief training of the network (300: Dice ~0.83 against the phantom, decisive labels)")
     parser.add_argument("--torch-control", action="store_true",
                         help="also RadAI at nnU-Net's windows in PyTorch float32 (labels equal nnU-Net's; +3 min)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="RadAI at nnU-Net's windows in PyTorch bfloat16 too (--precision bf16 --runtime torch: "
+                             "the memory-lean choice; labels differ from nnU-Net's at near-ties; on by default)")
     parser.add_argument("--train-crop", type=int, default=64, help="training crop edge (voxels, a multiple of 32)")
     parser.add_argument("--network-cache", help="folder keeping the trained model folders for later runs")
     parser.add_argument("--json", action="store_true")
@@ -309,7 +325,8 @@ def main() -> None:
         for model_spacing in spacings:
             conversion = measure("openvino-conversion", phantom, folders[model_spacing], model_spacing,
                                  tmp / "conversion.npy")
-            kinds = ["nnunet", "radai-same-windows"] + ["radai-same-windows-torch"] * args.torch_control + ["radai"]
+            kinds = ["nnunet", "radai-same-windows"] + ["radai-same-windows-torch"] * args.torch_control \
+                + ["radai-same-windows-bf16"] * args.bf16 + ["radai"]
             runs = {kind: measure(kind, phantom, folders[model_spacing], model_spacing, tmp / f"{kind}.npy")
                     for kind in kinds}
             labels = {kind: np.load(tmp / f"{kind}.npy") for kind in runs}
@@ -330,6 +347,7 @@ def main() -> None:
                 "runs": runs, "network_dice_vs_phantom": dice_agreement(labels["nnunet"], truth, body),
                 "openvino_conversion_s": conversion["seconds"], "same_windows": versus("radai-same-windows", True),
                 "same_windows_torch": versus("radai-same-windows-torch", True) if args.torch_control else None,
+                "same_windows_bf16": versus("radai-same-windows-bf16", True) if args.bf16 else None,
                 "radai_body_crop": versus("radai", False)}
     summary = {"volume_shape_ijk": shape, "volume_spacing_mm": spacing, "classes": CLASSES, "features": args.features,
                "train_steps": args.train_steps, "train_crop": args.train_crop, "cpu_threads": os.cpu_count(), "per_spacing": results}
@@ -337,10 +355,12 @@ def main() -> None:
         print(json.dumps(summary, indent=2))
         return
     for name, row in results.items():
-        same, torch_row, crop, runs = row["same_windows"], row["same_windows_torch"], row["radai_body_crop"], row["runs"]
+        same, crop, runs = row["same_windows"], row["radai_body_crop"], row["runs"]
         peer, ours = runs["nnunet"], runs["radai-same-windows"]
-        control = "" if torch_row is None else (f"; in PyTorch float32 {torch_row['speedup']:.2f}×, "
-                                                f"{torch_row['peak_rss_ratio']:.2f}× memory, agreement {torch_row['agreement']:.4f}")
+        control = "".join(f"; in PyTorch {label} {other['speedup']:.2f}×, {other['peak_rss_ratio']:.2f}× memory, "
+                          f"agreement {other['agreement']:.4f}"
+                          for label, other in (("float32", row["same_windows_torch"]),
+                                               ("bfloat16", row["same_windows_bf16"])) if other is not None)
         print(f"{name}: engines on the same volume and windows: nnU-Net {peer['engine_seconds']:.1f} s / "
               f"{peer['engine_peak_rss_mb']:.0f} MB, RadAI {ours['engine_seconds']:.1f} s / {ours['engine_peak_rss_mb']:.0f} MB"
               f" → {same['speedup']:.2f}× faster, {same['peak_rss_ratio']:.2f}× memory, agreement {same['agreement']:.4f}"

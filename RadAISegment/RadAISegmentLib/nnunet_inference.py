@@ -25,6 +25,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+from .cpu_memory import returning_freed_blocks
 from .cpu_runtime import resolve_runtime, runtime_network
 from .device import DeviceChoice, choose_device, resolve_cpu_precision, run_with_cpu_fallback
 from .errors import ModelError
@@ -171,13 +172,22 @@ def preprocess(data: np.ndarray, spacing: Sequence[float], config: Configuration
 def _predict(network: torch.nn.Module, window: torch.Tensor, mirror_axes: Optional[Sequence[int]]) -> torch.Tensor:
     """nnU-Net's window prediction: logits, averaged over all mirror-axis combinations when given."""
     prediction = network(window)
-    if mirror_axes:
+    if mirror_axes:                                      # averaged in float32, whatever the network's output
+        prediction = prediction.float()
         axes = [a + 2 for a in mirror_axes]
         combinations = [c for n in range(len(axes)) for c in itertools.combinations(axes, n + 1)]
         for flip in combinations:
             prediction += torch.flip(network(torch.flip(window, flip)), flip)
         prediction /= len(combinations) + 1
     return prediction
+
+
+def add_weighted(sums: torch.Tensor, prediction: torch.Tensor, gaussian: torch.Tensor) -> None:
+    """``sums += prediction · gaussian`` as nnU-Net computes it (the product in float32, added to the float16
+    sums), :data:`ADD_CLASSES` classes at a time: the float32 temporaries are a few classes', and a bfloat16
+    network's window output is never copied whole to float32 (half the window's memory)."""
+    for c in range(0, prediction.shape[0], ADD_CLASSES):
+        sums[c:c + ADD_CLASSES] += prediction[c:c + ADD_CLASSES].float() * gaussian
 
 
 def stream_logits(volume: torch.Tensor, networks: list, patch: Sequence[int], step: float,
@@ -203,13 +213,13 @@ def stream_logits(volume: torch.Tensor, networks: list, patch: Sequence[int], st
             if cancel is not None:
                 cancel.raise_if_cancelled()
             window = volume[:, x0:x0 + patch[0], y0:y0 + patch[1], z0:z0 + patch[2]][None].to(choice.device)
-            for fold, network in enumerate(networks):
-                batch = window.contiguous(memory_format=torch.channels_last_3d) if channels_last[fold] else window
-                with torch.no_grad(), choice.autocast():
-                    prediction = _predict(network, batch, mirror_axes)[0].to(choice.sw_device, torch.float32)
-                prediction *= gaussian
-                for c in range(0, heads, ADD_CLASSES):      # float16 += float32 makes a float32 temporary
-                    sums[fold][c:c + ADD_CLASSES, :, y0:y0 + patch[1], z0:z0 + patch[2]] += prediction[c:c + ADD_CLASSES]
+            with returning_freed_blocks():   # the activations' blocks go back to the system as they are freed
+                for fold, network in enumerate(networks):
+                    batch = window.contiguous(memory_format=torch.channels_last_3d) if channels_last[fold] else window
+                    with torch.no_grad(), choice.autocast():
+                        prediction = _predict(network, batch, mirror_axes)[0].to(choice.sw_device)
+                    add_weighted(sums[fold][:, :, y0:y0 + patch[1], z0:z0 + patch[2]], prediction, gaussian)
+                    del prediction
             weights[:, y0:y0 + patch[1], z0:z0 + patch[2]] += gaussian
             done += 1
             progress(done / total, f"window {done}/{total}")

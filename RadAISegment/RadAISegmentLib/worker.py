@@ -285,6 +285,8 @@ def main(worker_class: type = Worker) -> int:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
+    from .cpu_memory import tune_cpu_memory
+    tune_cpu_memory()        # before PyTorch's first allocation
     import torch  # the slow import happens before "ready", not inside the first request
     from . import inference  # noqa: F401
     emit({"event": "ready", "pid": os.getpid(), "protocol": PROTOCOL, "python": sys.version.split()[0],

@@ -61,7 +61,10 @@ def join_negative_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from RadAISegmentLib.cpu_memory import tune_cpu_memory
     from RadAISegmentLib.errors import RadAIError
+
+    tune_cpu_memory()        # huge pages for PyTorch: before its first allocation
 
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
