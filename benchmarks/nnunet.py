@@ -65,7 +65,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CLASSES = 25                     # background + 24, as TotalSegmentator's part 1 (organs)
 PATCH = (128, 128, 128)
 TRAINER = "nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres"
-USER_ENVIRONMENT = dict(os.environ)      # before anything in this process could add to it
 
 
 def plans_for(spacing: float, features: int, intensity: dict) -> dict:
@@ -269,8 +268,6 @@ def reset_peak_rss() -> None:
 def measure(kind: str, image_path: Path, model_folder: str, spacing: float, out: Path) -> dict:
     """One child run; its models cache (and so OpenVINO's kept conversions) is the benchmark's own."""
     env = dict(os.environ, RADAI_MODELS_DIR=str(out.parent / "models-cache"))
-    if kind == "nnunet" and "THP_MEM_ALLOC_ENABLE" not in USER_ENVIRONMENT:
-        env.pop("THP_MEM_ALLOC_ENABLE", None)     # the peer runs as its users run it
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(image_path), model_folder, str(spacing),
                            str(out)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
