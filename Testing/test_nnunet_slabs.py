@@ -158,6 +158,18 @@ def test_slabbed_pass_is_checked_once_per_network(monkeypatch):
     probes = []
     original = nnunet_slabs._probe_agrees
     monkeypatch.setattr(nnunet_slabs, "_probe_agrees", lambda *a: probes.append(1) or original(*a))
-    first = slabbed_network(network, 1, (24, 24, 24), min_features=1)
-    assert first is not None
-    assert slabbed_network(network, 1, (24, 24, 24), min_features=1) is first and len(probes) == 1
+    assert slabbed_network(network, 1, (24, 24, 24), min_features=1) is not None
+    assert slabbed_network(network, 1, (24, 24, 24), min_features=1) is not None and len(probes) == 1
+
+
+def test_checked_network_can_be_freed():
+    """The record of a checked network does not keep the network (and its weights) alive."""
+    import gc
+    import weakref
+    network = plain_unet()
+    slabbed = slabbed_network(network, 1, (24, 24, 24), min_features=1)
+    assert slabbed is not None
+    alive = weakref.ref(network)
+    del network, slabbed
+    gc.collect()
+    assert alive() is None

@@ -54,7 +54,8 @@ PROBE_TOLERANCE = 1e-4
 ACTIVATIONS = (nn.LeakyReLU, nn.ReLU)
 Block = tuple[nn.Conv3d, nn.InstanceNorm3d, nn.Module]
 RowSource = Callable[[int, int], torch.Tensor]
-#: Each network's slabbed pass (or None), per (channels, patch, rows): the probe runs once per network.
+#: Per network, per (channels, patch, rows, min features): whether its slabbed pass may be used (the probe runs
+#: once per network). Only booleans are kept: a value holding the network would keep it alive for ever.
 _CHECKED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -316,8 +317,8 @@ def slabbed_network(network: nn.Module, in_channels: int, patch: Sequence[int], 
     key = (int(in_channels), tuple(int(p) for p in patch), int(rows), int(min_features))
     per_network = _CHECKED.setdefault(network, {})
     if key not in per_network:
-        per_network[key] = _checked_slabbed(network, in_channels, patch, rows, min_features)
-    return per_network[key]
+        per_network[key] = _checked_slabbed(network, in_channels, patch, rows, min_features) is not None
+    return SlabbedPlainUNet(network, *_plain_unet_blocks(network), rows=rows) if per_network[key] else None
 
 
 def _checked_slabbed(network: nn.Module, in_channels: int, patch: Sequence[int], rows: int, min_features: int
