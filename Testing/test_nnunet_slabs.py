@@ -87,6 +87,26 @@ def test_bfloat16_slabbed_pass_is_closer_to_float32_than_the_network():
         assert slabbed(window).dtype == torch.float16
 
 
+def test_features_the_head_reads_are_float32_under_bfloat16():
+    """The last block of the last stage (the features the head reads) runs and stays in float32 under bfloat16
+    autocast: its output is float32 and closer to the float32 stage than a stage computed in bfloat16 alone."""
+    torch.manual_seed(4)
+    blocks = []
+    for channels_in in (6, 8):
+        norm = nn.InstanceNorm3d(8, affine=True)
+        nn.init.normal_(norm.weight, 1, 0.3)
+        nn.init.normal_(norm.bias, 0, 0.3)
+        blocks.append((nn.Conv3d(channels_in, 8, 3, padding=1), norm, nn.LeakyReLU(0.01)))
+    x = torch.randn(1, 6, 20, 12, 10)
+    with torch.no_grad():
+        reference = run_stage(blocks, lambda lo, hi: x[:, :, lo:hi], 20, rows=6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lean = run_stage(blocks, lambda lo, hi: x[:, :, lo:hi], 20, rows=6, last_float32=True)
+            rounded = run_stage(blocks, lambda lo, hi: x[:, :, lo:hi], 20, rows=6)
+    assert reference.dtype == lean.dtype == torch.float32 and rounded.dtype == torch.bfloat16
+    assert relative_difference(lean, reference) < 0.9 * relative_difference(rounded.float(), reference)
+
+
 def test_instance_norm_statistics_merged_from_slabs():
     """One convolution stage read through a row source: the merged statistics give torch's instance norm."""
     conv = nn.Conv3d(2, 3, 3, padding=1)

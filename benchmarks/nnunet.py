@@ -354,10 +354,12 @@ def main() -> None:
     for name, row in results.items():
         same, crop, runs = row["same_windows"], row["radai_body_crop"], row["runs"]
         peer, ours = runs["nnunet"], runs["radai-same-windows"]
-        control = "".join(f"; in PyTorch {label} {other['speedup']:.2f}×, {other['peak_rss_ratio']:.2f}× memory, "
-                          f"agreement {other['agreement']:.4f}"
-                          for label, other in (("float32", row["same_windows_torch"]),
-                                               ("bfloat16", row["same_windows_bf16"])) if other is not None)
+        control = "".join(f"; in PyTorch {label} {runs[kind]['engine_seconds']:.1f} s / "
+                          f"{runs[kind]['engine_peak_rss_mb']:.0f} MB → {other['speedup']:.2f}×, "
+                          f"{other['peak_rss_ratio']:.2f}× memory, agreement {other['agreement']:.4f}"
+                          for label, kind, other in (("float32", "radai-same-windows-torch", row["same_windows_torch"]),
+                                                     ("bfloat16", "radai-same-windows-bf16", row["same_windows_bf16"]))
+                          if other is not None)
         print(f"{name}: engines on the same volume and windows: nnU-Net {peer['engine_seconds']:.1f} s / "
               f"{peer['engine_peak_rss_mb']:.0f} MB, RadAI {ours['engine_seconds']:.1f} s / {ours['engine_peak_rss_mb']:.0f} MB"
               f" → {same['speedup']:.2f}× faster, {same['peak_rss_ratio']:.2f}× memory, agreement {same['agreement']:.4f}"

@@ -15,13 +15,14 @@ along the window's first axis (:data:`SLAB_ROWS` rows, plus the convolutions' ha
   map of the whole window never exists;
 * the last stage's input slab is made on the fly: the transposed convolution (kernel = stride, so output rows
   depend on whole input rows only) of the rows needed, concatenated with the skip's rows;
-* under bfloat16 autocast the first convolution (one input channel: cheap) and the 1×1×1 head run in float32,
-  so the image is never rounded to bfloat16 and the logits are kept as float16 (:func:`_float32_rows`,
-  :meth:`SlabbedPlainUNet._head`).
+* under bfloat16 autocast the first convolution (one input channel: cheap), the last one (it makes the features
+  the head reads; kept in float32) and the 1×1×1 head run in float32, so the image is never rounded to
+  bfloat16, nor are the features that decide the labels, and the logits are kept as float16
+  (:func:`_float32_rows`, :meth:`SlabbedPlainUNet._head`).
 
 Every convolution is computed once (no recomputation); only the halo rows of the cheap transposed convolution
-and of the normalisation are done twice. Measured on one 128³ window at 32 features, bfloat16, 2 cores: 0.41 GiB
-above the process instead of 0.99, 3.6 s instead of 4.7 s. The arithmetic is the network's own (same weights,
+and of the normalisation are done twice. Measured on one 128³ window at 32 features, bfloat16, 2 cores: 0.46 GiB
+above the process instead of 0.99, 4.0 s instead of 4.2 s (the float32 last convolution costs ~0.4 s of it). The arithmetic is the network's own (same weights,
 convolutions, norms, activations), so logits equal the network's forward up to float rounding (float32:
 ~2e-5 relative; the variance is merged from slabs, and oneDNN may pick other kernels for a slab). It is used
 where labels already differ from nnU-Net's at near-ties (``--precision bf16 --runtime torch``): float32
@@ -155,23 +156,32 @@ def _convolved_rows(conv: nn.Conv3d, source: RowSource, start: int, stop: int, d
     return F.conv3d(rows, conv.weight, conv.bias, 1, (0, conv.padding[1], conv.padding[2]))
 
 
-def _float32_rows(conv: nn.Conv3d, source: RowSource, start: int, stop: int, depth: int) -> torch.Tensor:
-    """:func:`_convolved_rows` in float32 whatever the autocast, its output in the autocast's precision: the
-    network's first convolution reads the image itself, which bfloat16 would round to 8 significant bits
-    (~0.4 %, a few HU after CT normalisation); on the 32-feature benchmark network this halved the voxels
-    whose bfloat16 label differs from float32's (1,422 → 686 of 2.7 M at 3 mm), at no measurable cost (the
-    first convolution has one input channel)."""
+def _float32_rows(conv: nn.Conv3d, source: RowSource, start: int, stop: int, depth: int,
+                  keep_float32: bool = False) -> torch.Tensor:
+    """:func:`_convolved_rows` in float32 whatever the autocast (``source`` is read under the caller's
+    autocast), its output in the autocast's precision unless ``keep_float32``. Used under bfloat16 where
+    rounding decides labels: the network's first convolution reads the image itself, which bfloat16 would round
+    to 8 significant bits (~0.4 %, a few HU after CT normalisation), and the last convolution makes the
+    features the head reads (:class:`SlabbedPlainUNet`)."""
     device = conv.weight.device.type
+    autocast = torch.is_autocast_enabled(device)
+    dtype = torch.get_autocast_dtype(device)
+
+    def float32_source(lo: int, hi: int) -> torch.Tensor:
+        with torch.autocast(device, dtype=dtype, enabled=autocast):
+            return source(lo, hi).float()
+
     with torch.autocast(device, enabled=False):
-        out = _convolved_rows(conv, lambda lo, hi: source(lo, hi).float(), start, stop, depth)
-    return out.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else out
+        out = _convolved_rows(conv, float32_source, start, stop, depth)
+    return out.to(dtype) if autocast and not keep_float32 else out
 
 
 def run_stage(blocks: Sequence[Block], source: RowSource, depth: int, rows: int = SLAB_ROWS,
-              first_float32: bool = False) -> torch.Tensor:
+              first_float32: bool = False, last_float32: bool = False) -> torch.Tensor:
     """The stage's output (the last block's normalised activations, one tensor) over a map of ``depth`` rows
     read through ``source(lo, hi)``, slab by slab (module docstring). ``source`` is read during the first
-    block only; ``first_float32``: that block's convolution in float32 (:func:`_float32_rows`)."""
+    block only; ``first_float32``: that block's convolution in float32 (:func:`_float32_rows`);
+    ``last_float32``: the last block's convolution in float32 and its output (normalised) kept in float32."""
     previous = buffer_in = None
     for number, (conv, norm, activation) in enumerate(blocks):
         if previous is not None:
@@ -182,8 +192,12 @@ def run_stage(blocks: Sequence[Block], source: RowSource, depth: int, rows: int 
         statistics, buffer = _Statistics(), None
         for start in range(0, depth, rows):
             stop = min(start + rows, depth)
-            out = (_float32_rows if first_float32 and number == 0 else _convolved_rows)(
-                conv, source, start, stop, depth)
+            if last_float32 and number == len(blocks) - 1:
+                out = _float32_rows(conv, source, start, stop, depth, keep_float32=True)
+            elif first_float32 and number == 0:
+                out = _float32_rows(conv, source, start, stop, depth)
+            else:
+                out = _convolved_rows(conv, source, start, stop, depth)
             if buffer is None:
                 shape = (out.shape[0], out.shape[1], depth) + tuple(out.shape[3:])
                 layout = torch.channels_last_3d if out.is_contiguous(memory_format=torch.channels_last_3d) \
@@ -248,18 +262,20 @@ class SlabbedPlainUNet(nn.Module):
             del upsampled
         source = _UpsampledWithSkip(decoder.transpconvs[last], low_res, skips.pop())
         del low_res
-        features = run_stage(self.last, source, depth, self.rows)
+        features = run_stage(self.last, source, depth, self.rows, last_float32=True)
         del source
         return self._head(decoder.seg_layers[-1], features)
 
     def _head(self, head: nn.Module, features: torch.Tensor) -> torch.Tensor:
-        """The 1×1×1 segmentation head computed in float32 whatever the features' precision, slab by slab, and
-        kept as float16, the precision of nnU-Net's sums of window logits (11 significant bits, where bfloat16
-        logits have 8 and would decide near-ties by their own rounding); as many bytes as bfloat16 logits."""
-        if type(head) is not nn.Conv3d or features.dtype == torch.float32:
+        """The 1×1×1 segmentation head computed in float32 from the float32 features (under bfloat16 autocast
+        too), slab by slab, and kept as float16, the precision of nnU-Net's sums of window logits (11
+        significant bits, where bfloat16 logits have 8 and would decide near-ties by their own rounding); as
+        many bytes as bfloat16 logits. Without autocast: the head itself (float32 logits, as the network's)."""
+        device = features.device.type
+        if type(head) is not nn.Conv3d or not torch.is_autocast_enabled(device):
             return head(features)
         logits = None
-        with torch.autocast(features.device.type, enabled=False):
+        with torch.autocast(device, enabled=False):
             for start in range(0, features.shape[2], self.rows):
                 rows = head(features[:, :, start:start + self.rows].float())
                 if logits is None:
