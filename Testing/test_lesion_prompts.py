@@ -135,12 +135,15 @@ def test_paste_back_gives_each_thick_voxel_the_share_of_it_the_lesion_covers():
         assert values[voxel - region[0].start, 8 - region[1].start, 8 - region[2].start] == pytest.approx(share)
 
 
-def test_grid_range_of_a_voxel_cube_is_a_quarter_voxel_shell_each_side():
-    mask = np.zeros((6, 6, 6), bool)
-    mask[2:4, 2:4, 2:4] = True                                  # 8 voxels, 24 exposed faces
-    assert exposed_faces(mask) == (24, 24)
+def test_grid_range_of_a_voxel_block_is_a_half_voxel_shell_each_side():
+    mask = np.zeros((8, 8, 8), bool)
+    mask[2:5, 2:5, 2:5] = True                                  # 27 voxels, 54 exposed faces
+    assert exposed_faces(mask) == (54, 54)
     volume, low, high = labelmap_volume_range(mask, (1.0, 2.0, 0.5))      # voxel 1 mm³
-    assert volume == pytest.approx(0.008) and low == pytest.approx(0.002) and high == pytest.approx(0.014)
+    assert volume == pytest.approx(0.027) and low == pytest.approx(0.0) and high == pytest.approx(0.054)
+    cube = np.zeros((8, 8, 8), bool)
+    cube[1:6, 1:6, 1:6] = True                # 125 voxels, 150 faces: ±75 voxels (a 5 mm cube's faces ±0.5 mm)
+    assert labelmap_volume_range(cube, (1, 1, 1))[1:] == pytest.approx((0.05, 0.2))
     edge = np.zeros((3, 3, 3), bool)
     edge[0, 0, 0] = True
     assert exposed_faces(edge) == (6, 3)                       # faces on the array's edge are not outside
@@ -150,12 +153,15 @@ def test_probability_range_uses_the_model_spread_and_the_calibrated_scales():
     outline = np.zeros((20, 20, 20), bool)
     outline[5:15, 5:15, 5:15] = True                            # 1000 voxels of 1 mm³
     probability = np.where(outline, 0.9, 0.0).astype(np.float32)
-    probability[5:15, 5:15, 5:7] = 0.6                          # 200 voxels inside, not sure
-    probability[5:15, 5:15, 15:18] = 0.4                        # 300 voxels outside, possible
+    probability[5:15, 5:15, 5:9] = 0.6                          # 400 voxels inside, not sure
+    probability[5:15, 5:15, 15:19] = 0.4                        # 400 voxels outside, possible
     volume, low, high = probability_volume_range(probability, outline, (1, 1, 1))
-    assert (volume, low, high) == pytest.approx((1.0, 0.8, 1.3))   # spread: 0.2 below (grid 0.15), 0.3 above
+    assert (volume, low, high) == pytest.approx((1.0, 0.6, 1.4))   # spread: 0.4 each side (grid: 0.3)
     _, low2, high2 = probability_volume_range(probability, outline, (1, 1, 1), scale_low=2.0, scale_high=2.0)
-    assert (low2, high2) == pytest.approx((0.6, 1.6))
+    assert (low2, high2) == pytest.approx((0.2, 1.8))
+    probability[5:15, 5:15, 7:9] = 0.9                          # a narrower spread: the grid's half-voxel shell
+    probability[5:15, 5:15, 17:19] = 0.0
+    assert probability_volume_range(probability, outline, (1, 1, 1))[1:] == pytest.approx((0.7, 1.3))
 
 
 def test_calibration_reaches_the_asked_coverage_on_its_cases():

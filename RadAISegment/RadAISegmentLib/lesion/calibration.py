@@ -53,7 +53,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
             "mirror_axes": list(settings.mirror_axes),
             "achieved_coverage": float(np.mean(held)), "median_abs_volume_error": float(np.median(errors)),
             "method": "split-conformal scales of the p>=0.7 / p>=0.3 spread on held-aside synthetic lesions "
-                      "(lesion.calibration), floor: a quarter-voxel shell (lesion.uncertainty)"}
+                      "(lesion.calibration), floor: a half-voxel shell (lesion.uncertainty)"}
 
 
 def record_calibration(model_dir: Path, calibration: dict) -> None:
