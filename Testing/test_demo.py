@@ -42,6 +42,25 @@ def test_demo_runs_every_step_and_writes_a_self_contained_report(demo):
         assert (demo / produced).exists(), produced
 
 
+def test_the_report_states_how_far_to_trust_each_volume(demo):
+    """The lesion's volume comes with the model's stated range, which holds it; the follow-up table says
+    whether each change is within measurement uncertainty, as ``comparison.json`` does."""
+    import json
+    html = (demo / "report.html").read_text()
+    lesion = next(row for row in json.loads((demo / "lesion" / "measurements.json").read_text())["segments"]
+                  if "label" in row)
+    low, high = lesion["volume_range_ml"]
+    assert low < lesion["volume_ml"] < high
+    assert "Stated range (mL)" in html and f"{low:.2f}–{high:.2f}" in html
+    comparison = json.loads((demo / "longitudinal" / "comparison.json").read_text())
+    matched = [row for row in comparison["lesions"] if row["status"] == "matched"]
+    assert matched and "Within measurement uncertainty?" in html
+    for row in matched:
+        ranges = row["volume_range_ml"]
+        overlap = max(ranges[0][0], ranges[-1][0]) <= min(ranges[0][1], ranges[-1][1])
+        assert row["change_within_uncertainty"][-1] == overlap
+
+
 def test_the_saliency_panel_shows_the_heat_map_and_the_plain_one_does_not(demo):
     plain = mpl_image.imread(str(demo / "lesion" / "axial_plain.png"))[..., :3]
     overlaid = mpl_image.imread(str(demo / "lesion" / "axial.png"))[..., :3]

@@ -68,6 +68,12 @@ def step_lesion(ctx: DemoContext) -> None:
     ctx.models_used.add("lesion-roi")
     write_image(labelmap, ctx.out_dir / "lesion" / "lesion.seg.nrrd")
     measures = measure_segments(labelmap, image)
+    ranges = labelmap.metadata.get("volume_range_ml") or {}
+    for row in measures:                              # the model's stated range (lesion.uncertainty)
+        stated = ranges.get(row.get("label")) or ranges.get(str(row.get("label")))
+        if stated:
+            row["volume_range_ml"] = [float(stated[0]), float(stated[1])]
+            row["volume_range_text"] = f"{stated[0]:.2f}–{stated[1]:.2f}"
     (ctx.out_dir / "lesion" / "measurements.json").write_text(json.dumps({"segments": measures}, indent=2, default=float))
     agreement = overlap_metrics(labelmap.array > 0, reference.array > 0, image.spacing_mm)
     ctx.say("lesion: Grad-CAM")
@@ -87,7 +93,13 @@ def step_lesion(ctx: DemoContext) -> None:
     ctx.report.paragraph(f"Real chest CT (PyRadiomics test case lung1, cropped). Seed at RAS "
                          f"{', '.join(f'{v:.1f}' for v in seed_ras)} mm (the centre of the reference mask, as a reader "
                          f"would click) and a {box_mm:.0f} mm box around the tumour. Model: lesion-roi on the CPU.")
-    ctx.report.table(measures, MEASURE_COLUMNS, caption="Measurements of the segmented tumour (IBSI / PyRadiomics definitions)")
+    ctx.report.table(measures, MEASURE_COLUMNS[:2] + [("volume_range_text", "Stated range (mL)")] + MEASURE_COLUMNS[2:],
+                     caption="Measurements of the segmented tumour (IBSI / PyRadiomics definitions)")
+    ctx.report.paragraph("The stated range is how far to trust the volume: from the model's own probabilities "
+                         "(calibrated on held-aside synthetic lesions) and never narrower than half a voxel on each "
+                         "side of the outline — wide here because the CT's slices are 5 mm thick. A range says how "
+                         "open the volume is, not that the outline is right: look at the outline "
+                         "(docs/lesion-model.md).")
     ctx.report.key_values([("Dice vs reference mask", agreement.dice), ("HD95 (mm)", agreement.hd95_mm),
                            ("Volume error (%)", agreement.volume_error_percent)],
                           caption="Agreement with the expert reference mask (this case is an evaluation case: it was never used for training)")
@@ -192,10 +204,16 @@ def step_longitudinal(ctx: DemoContext) -> None:
     rows = [{"id": lesion["id"], "status": lesion["status"],
              "baseline_ml": lesion["volumes_ml"][0], "followup_ml": lesion["volumes_ml"][-1],
              "change_percent": None if lesion["status"] == "new" else (lesion["volume_change_percent"] or [None])[-1],
-             "doubling_time_days": lesion.get("doubling_time_days")} for lesion in summary["lesions"]]
+             "doubling_time_days": lesion.get("doubling_time_days"),
+             "within": _within_text(lesion)} for lesion in summary["lesions"]]
     ctx.report.table(rows, [("id", "Lesion"), ("status", "Status"), ("baseline_ml", "Baseline (mL)"),
                             ("followup_ml", "Follow-up (mL)"), ("change_percent", "Change (%)"),
+                            ("within", "Within measurement uncertainty?"),
                             ("doubling_time_days", "Doubling time (days)")])
+    ctx.report.paragraph("A change is within measurement uncertainty when the two timepoints' stated volume ranges "
+                         "overlap (for outlines without probabilities, as here: half a voxel on each side of the "
+                         "outline); such a change is reported beside the response category, not as evidence of "
+                         "growth or shrinkage on its own.")
     ctx.report.key_values([("RECIST 1.1 response", summary["recist_response"]),
                            ("Volumetric response", summary["volumetric_response"]),
                            ("Sum of diameters (mm)", summary["sum_of_diameters_mm"])])
@@ -204,6 +222,14 @@ def step_longitudinal(ctx: DemoContext) -> None:
     tracked = tracked_labelmaps([tp.lesions for tp in timepoints], result.lesions)
     ctx.report.viewer(ViewerCase("Explore the follow-up scan: lesions coloured by track", follow_ct, tracked[-1],
                                  image_name="CT", unit="HU", window=(-160.0, 240.0)))
+
+
+def _within_text(lesion: dict) -> Optional[str]:
+    """'yes' / 'no' for a lesion seen at two or more timepoints (its last change), else None."""
+    flags = lesion.get("change_within_uncertainty") or []
+    if lesion.get("status") == "new" or len(flags) < 2:
+        return None
+    return "yes" if flags[-1] else "no"
 
 
 def lesion_viewer_case(image, labelmap, saliency, method: str, chest=None) -> ViewerCase:
