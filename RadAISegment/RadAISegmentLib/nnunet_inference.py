@@ -12,8 +12,8 @@ finished and turned into labels on the input grid as soon as no later window tou
 scores never exist for the whole volume (nnU-Net holds them at model and at input resolution).
 In PyTorch bfloat16 on the CPU (``--precision bf16 --runtime torch``, the memory-lean choice) the windows of a
 plain U-Net of ≥ 16 features run through :mod:`nnunet_slabs` (its full-resolution stages slab by slab: at
-TotalSegmentator's width a 128³ window needs ~0.4 GiB above the process instead of ~1.0, and runs ~25 % faster);
-float32 PyTorch keeps the network's own forward.
+TotalSegmentator's width a 128³ window needs ~0.46 GiB above the process instead of ~1.0; the image, the
+features the head reads and the head in float32); float32 PyTorch keeps the network's own forward.
 
 ``crop_foreground=True`` additionally crops to the body (:func:`inference.foreground_box`) before
 resampling: fewer windows, labels outside the body are background.

@@ -47,7 +47,7 @@ MEASURE_COLUMNS = [("name", "Segment"), ("volume_ml", "Volume (mL)"), ("mesh_vol
 
 def step_lesion(ctx: DemoContext) -> None:
     from RadAISegmentLib.inference import run_model
-    from RadAISegmentLib.io import read_image, read_labelmap, write_image
+    from RadAISegmentLib.io import VOLUME_RANGE_KEY, read_image, read_labelmap, write_image
     from RadAISegmentLib.render_case import lesion_pictures
     from RadAISegmentLib.sample_data import sample_case, sample_context_path
     from RadAISegmentLib.saliency import METHOD_NAMES, explain_image
@@ -68,9 +68,9 @@ def step_lesion(ctx: DemoContext) -> None:
     ctx.models_used.add("lesion-roi")
     write_image(labelmap, ctx.out_dir / "lesion" / "lesion.seg.nrrd")
     measures = measure_segments(labelmap, image)
-    ranges = labelmap.metadata.get("volume_range_ml") or {}
+    ranges = labelmap.metadata.get(VOLUME_RANGE_KEY) or {}
     for row in measures:                              # the model's stated range (lesion.uncertainty)
-        stated = ranges.get(row.get("label")) or ranges.get(str(row.get("label")))
+        stated = ranges.get(row.get("label"))
         if stated:
             row["volume_range_ml"] = [float(stated[0]), float(stated[1])]
             row["volume_range_text"] = f"{stated[0]:.2f}–{stated[1]:.2f}"
