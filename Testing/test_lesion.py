@@ -106,3 +106,20 @@ def test_a_new_run_starts_from_a_model_folder_s_weights_and_step_count(tmp_path)
     wrong = train(tmp_path / "k", "--max-steps", "1", "--from-model", str(tmp_path / "other"))
     assert wrong.returncode != 0 and "not a lesion-roi 2.x model" in wrong.stderr + wrong.stdout
     assert not (tmp_path / "k").exists()                                      # nothing written on bad input
+
+
+def test_an_evaluation_case_without_a_lesion_or_without_its_reference_is_refused(tmp_path):
+    from RadAISegmentLib.errors import LabelError
+    from RadAISegmentLib.io import write_image
+    from RadAISegmentLib.lesion.evaluate import case_names, load_case
+    image, inside, _ = oblique_sphere_image()
+    write_image(image, tmp_path / "sphere_image.nrrd")
+    write_image(image.with_array(np.where(inside, 2, 0).astype(np.uint8)), tmp_path / "sphere_label.nrrd")
+    assert case_names(tmp_path) == ("sphere",)
+    with pytest.raises(LabelError, match="no voxel of label 1"):      # label 2 only: no lesion to prompt
+        load_case("sphere", tmp_path)
+    write_image(image.with_array(inside.astype(np.uint8)), tmp_path / "sphere_label.nrrd")
+    assert load_case("sphere", tmp_path)[1].array.sum() == inside.sum()
+    write_image(image, tmp_path / "other_image.nrrd")
+    with pytest.raises(InputError, match="no reference for other"):
+        case_names(tmp_path)

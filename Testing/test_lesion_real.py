@@ -70,3 +70,42 @@ def test_it_beats_the_classical_baseline_and_states_where_its_range_held(shipped
         assert low <= mine["volume_ml"] <= high
         near_edge = min(abs(mine["reference_ml"] - low), abs(mine["reference_ml"] - high)) < 0.02 * mine["reference_ml"]
         assert near_edge or mine["range_holds_reference"] == stated["range_holds_reference"], (case, mine["clicks"])
+
+
+def test_a_reader_s_own_cases_are_evaluated_by_the_same_protocol_and_never_change_the_card(shipped, tmp_path):
+    """`radai train lesion-roi --evaluate-only --cases DIR`: every <case>_image / <case>_label pair in DIR (any
+    name), the same rows as the bundled case it copies, the card untouched; a folder without pairs is refused
+    before anything is written."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from RadAISegmentLib.sample_data import sample_case
+    card, evaluation = shipped
+    model_dir = tmp_path / "model"
+    shutil.copytree(card.folder, model_dir)
+    card_bytes = (model_dir / "card.json").read_bytes()
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    paths = sample_case("breast-lesion")
+    shutil.copyfile(paths["image"], cases / "my-lesion_image.nrrd")
+    shutil.copyfile(paths["labels"], cases / "my-lesion_label.nrrd")
+    command = [sys.executable, "-m", "RadAIVolumetricsLib.cli", "train", "lesion-roi", "--out", str(model_dir),
+               "--evaluate-only"]
+    run = subprocess.run(command + ["--cases", str(cases), "--json", str(tmp_path / "mine.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| my-lesion | lesion-roi " in run.stdout and "lung1" not in run.stdout
+    mine = json.loads((tmp_path / "mine.json").read_text())
+    assert mine["cases"] == ["my-lesion"]
+    rows = mine["models"][f"lesion-roi {card.version}"]["my-lesion"]
+    for row, bundled in zip(rows, evaluation["models"]["current"]["breast1"], strict=True):
+        assert row["dice"] == pytest.approx(bundled["dice"], abs=1e-3)
+        assert row["volume_ml"] == pytest.approx(bundled["volume_ml"], rel=1e-3)
+    assert (model_dir / "card.json").read_bytes() == card_bytes
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run(command + ["--cases", str(empty), "--json", str(tmp_path / "none.json")],
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "No evaluation cases" in refused.stderr
+    assert not (tmp_path / "none.json").exists() and (model_dir / "card.json").read_bytes() == card_bytes

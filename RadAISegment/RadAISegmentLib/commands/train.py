@@ -30,8 +30,12 @@ def register(subparsers) -> None:
     parser.add_argument("--evaluate-only", action="store_true",
                         help="only evaluate the model in --out on the real tumours (0-3 simulated clicks)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the real-tumour evaluation")
-    parser.add_argument("--cases", help="folder with <case>_image.nrrd / <case>_label.nrrd evaluation cases "
-                                        "(default: the bundled sample cases)")
+    parser.add_argument("--cases", help="folder with your own <case>_image.nrrd / <case>_label.nrrd evaluation "
+                                        "cases (label 1 = the lesion); their results are printed (and written "
+                                        "by --json), never recorded in the model card (default: the bundled "
+                                        "lung1, brain1, breast1, recorded in the card)")
+    parser.add_argument("--json", metavar="FILE", help="write the whole evaluation (every case, click and "
+                                                      "method) to FILE as JSON")
     parser.set_defaults(func=run)
 
 
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_evaluate:
         return 0
     from ..lesion.evaluate import evaluate_and_record
-    table = evaluate_and_record(out, Path(args.cases) if args.cases else None)
+    table = evaluate_and_record(out, Path(args.cases) if args.cases else None,
+                                Path(args.json) if args.json else None)
     print(table)
     return 0

@@ -1,8 +1,8 @@
 """Evaluate the lesion model, its previous version and the classical baseline on real tumours it never saw.
 
 Cases: PyRadiomics ``lung1`` (CT), ``brain1`` (MR), ``breast1`` (MR), bundled as the sample cases
-``lung-tumour``, ``brain-tumour``, ``breast-lesion`` (crops that hold every box used here), or read from a
-folder of ``<case>_image.nrrd`` / ``<case>_label.nrrd``. Prompt, as documented for readers: the seed at the
+``lung-tumour``, ``brain-tumour``, ``breast-lesion`` (crops that hold every box used here), or a reader's own
+cases: every ``<case>_image.nrrd`` / ``<case>_label.nrrd`` pair (label 1 = the lesion) in a folder. Prompt, as documented for readers: the seed at the
 centroid of the reference mask (RAS mm), a cube box of 1.5 × the mask's largest extent + 10 mm. Then up to
 three clicks by the simulated reader (:mod:`.interaction`: the interior point farthest from the boundary of
 the largest connected error region, include where the model missed tumour, exclude where it
@@ -28,17 +28,43 @@ SAMPLE_NAMES = {"lung1": "lung-tumour", "brain1": "brain-tumour", "breast1": "br
 CLICKS = 3
 
 
+def case_names(cases_dir: Optional[Path] = None) -> tuple[str, ...]:
+    """The evaluation cases: the bundled three, or every ``<case>_image.nrrd`` in ``cases_dir`` (sorted),
+    each of which must have its ``<case>_label.nrrd``."""
+    if cases_dir is None:
+        return CASES
+    from ..errors import InputError
+    folder = Path(cases_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder: give a folder of <case>_image.nrrd / <case>_label.nrrd pairs.")
+    names = sorted(path.name[: -len("_image.nrrd")] for path in folder.glob("*_image.nrrd"))
+    if not names:
+        raise InputError(f"No evaluation cases in {folder}: expected pairs <case>_image.nrrd and "
+                         "<case>_label.nrrd (label 1 = the lesion).")
+    unlabelled = [name for name in names if not (folder / f"{name}_label.nrrd").is_file()]
+    if unlabelled:
+        raise InputError(f"{folder}: no reference for {', '.join(unlabelled)}: each <case>_image.nrrd needs "
+                         "its <case>_label.nrrd (label 1 = the lesion).")
+    return tuple(names)
+
+
 def load_case(case: str, cases_dir: Optional[Path] = None) -> tuple[Image, Image]:
-    """(image, reference labelmap 0/1) of an evaluation case."""
+    """(image, reference labelmap 0/1: label 1 of the case's labelmap) of an evaluation case."""
     if cases_dir is not None:
+        label_path = Path(cases_dir) / f"{case}_label.nrrd"
         image = read_image(Path(cases_dir) / f"{case}_image.nrrd")
-        reference = read_labelmap(Path(cases_dir) / f"{case}_label.nrrd", reference=image)
     else:
         from ..sample_data import sample_case
         paths = sample_case(SAMPLE_NAMES[case])
+        label_path = paths["labels"]
         image = read_image(paths["image"])
-        reference = read_labelmap(paths["labels"], reference=image)
-    return image, reference.with_array((reference.array == 1).astype(np.uint8))
+    reference = read_labelmap(label_path, reference=image)
+    lesion = reference.array == 1
+    if not lesion.any():
+        from ..errors import LabelError
+        raise LabelError(f"{label_path} has no voxel of label 1 (the lesion): the evaluation needs a reference "
+                         "outline to place the prompt and the simulated reader's clicks.")
+    return image, reference.with_array(lesion.astype(np.uint8))
 
 
 def case_prompt(reference: Image) -> tuple[np.ndarray, float, np.ndarray]:
@@ -90,8 +116,9 @@ def evaluate_models(models: dict, cases_dir: Optional[Path] = None, baseline: bo
     others (lesion-roi 1.x) only the initial prompt."""
     from .baseline import segment_lesion_baseline
     from .predict import prompt_settings
-    result = {"models": {name: {} for name in models}, "baseline": {}}
-    for case in CASES:
+    cases = case_names(cases_dir)
+    result = {"cases": list(cases), "models": {name: {} for name in models}, "baseline": {}}
+    for case in cases:
         image, reference = load_case(case, cases_dir)
         for name, model in models.items():
             clicks = CLICKS if prompt_settings(model).interactive else 0
@@ -110,7 +137,7 @@ def metrics_table(evaluation: dict) -> str:
     """Markdown: per case and method, Dice / volume error / HD95 / range holds, after 0-3 clicks."""
     rows = ["| case | method | clicks | Dice | volume error % | HD95 mm | stated range (mL) holds reference? |",
             "|---|---|---|---|---|---|---|"]
-    for case in CASES:
+    for case in evaluation.get("cases", CASES):
         for name, cases in evaluation["models"].items():
             for row in cases.get(case, []):
                 low, high = row["volume_range_ml"]
@@ -131,14 +158,17 @@ def previous_model_dir(model_dir: Path) -> Optional[Path]:
     return folder if (folder / "card.json").is_file() else None
 
 
-def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None) -> str:
-    """Evaluate the model in ``model_dir`` (and its previous version and the baseline) on the real cases,
-    record the results in its card (``metrics.real_tumours``), return the table."""
+def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None, json_path: Optional[Path] = None) -> str:
+    """Evaluate the model in ``model_dir`` (and its previous version and the baseline) on the real cases and
+    return the table. The bundled cases' results are recorded in the card (``metrics.real_tumours``: what the
+    card states about the model); a reader's own cases (``cases_dir``) never change the card. ``json_path``:
+    the whole evaluation as JSON (written atomically)."""
     from ..atomic import write_text_atomic
     from ..models.loaders import load_model_folder
     from .calibration import calibrate_model, record_calibration
-    model_dir = Path(model_dir)
     from .preprocess import PromptSettings
+    model_dir = Path(model_dir)
+    case_names(cases_dir)                          # a folder without cases fails here, before anything is written
     card = json.loads((model_dir / "card.json").read_text())
     calibrated = card.get("uncertainty", {})
     mirror_axes = list(PromptSettings.from_card(card["input"]).mirror_axes)
@@ -153,10 +183,13 @@ def evaluate_and_record(model_dir: Path, cases_dir: Optional[Path] = None) -> st
         version = json.loads((previous / "card.json").read_text())["version"]
         models[f"lesion-roi {version} (previous)"] = load_model_folder(previous)
     evaluation = evaluate_models(models, cases_dir)
-    card = json.loads((model_dir / "card.json").read_text())
-    card.setdefault("metrics", {})["real_tumours"] = evaluation
-    card["metrics"]["real_tumours_protocol"] = (
-        "lung1 (CT), brain1 (MR), breast1 (MR): never used for training or checkpoint choice; seed = mask "
-        "centroid, box = 1.5 x largest extent + 10 mm, then up to 3 simulated-reader clicks")
-    write_text_atomic(model_dir / "card.json", json.dumps(card, indent=2))
+    if json_path is not None:
+        write_text_atomic(Path(json_path), json.dumps(evaluation, indent=2))
+    if cases_dir is None:
+        card = json.loads((model_dir / "card.json").read_text())
+        card.setdefault("metrics", {})["real_tumours"] = evaluation
+        card["metrics"]["real_tumours_protocol"] = (
+            "lung1 (CT), brain1 (MR), breast1 (MR): never used for training or checkpoint choice; seed = mask "
+            "centroid, box = 1.5 x largest extent + 10 mm, then up to 3 simulated-reader clicks")
+        write_text_atomic(model_dir / "card.json", json.dumps(card, indent=2))
     return metrics_table(evaluation)
