@@ -11,7 +11,7 @@ from ..atomic import atomic_path, write_text_atomic
 from .preprocess import CT_WINDOW_HU
 from .prompts import BOX_CORNER_MARGIN, CHANNELS, DEFAULT_BOX_MM, GRID, POINT_SIGMA_VOXELS
 
-VERSION = "2.3.0"
+VERSION = "2.4.0"
 CT_NORMALISATION = "piecewise"
 MIRROR_AXES = (0, 1, 2)      # trained with random flips along each axis: test-time mirroring along all three
 BACKGROUNDS = ("TotalSegmentator example CT and MR (Apache-2.0, bundled in Resources/SampleData), its example "
