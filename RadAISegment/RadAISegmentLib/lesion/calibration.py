@@ -46,7 +46,8 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
             if outline.any():
                 outline = select_components(outline, [seed] if seed is not None else [], seed)
             spreads.append(model_spread(p, outline, voxel_ml))
-            dices.append(2.0 * float((outline & case.label).sum()) / max(float(outline.sum() + case.label.sum()), 1.0))
+            overlap = float((outline & case.label).sum())
+            dices.append(2.0 * overlap / max(float(outline.sum() + case.label.sum()), 1.0))
             truths.append(float(case.target.sum()) * voxel_ml)
     scale_low, scale_high = calibrate_scales(spreads, truths, coverage)
     held = [volume - scale_low * (volume - sure) <= truth <= volume + scale_high * (possible - volume)
@@ -57,7 +58,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
     return {"scale_low": scale_low, "scale_high": scale_high, "coverage": coverage, "cases": len(truths),
             "mirror_axes": list(settings.mirror_axes),
             "achieved_coverage": float(np.mean(held)), "median_abs_volume_error": float(np.median(errors)),
-            # how often the no-click targets hold on lesions like the training data (no clicks)
+            # how often the no-click targets (docs/lesion-model.md) hold on lesions like the training data
             "median_dice": float(np.median(dices)),
             "share_abs_volume_error_at_most_15_percent": float(np.mean(errors <= 0.15)),
             "share_dice_at_least_0_85": float(np.mean(dices >= 0.85)),
