@@ -30,6 +30,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
     from .predict import predict_probabilities, prompt_settings, select_components
     from .synthetic import make_case
     from ..device import choose_device
+    from ..overlap import overlap_metrics
     settings = prompt_settings(model)
     rng = np.random.default_rng(CALIBRATION_SEED)
     backgrounds = load_backgrounds(extra_backgrounds)
@@ -46,8 +47,7 @@ def calibrate_model(model, cases: int = CALIBRATION_CASES, coverage: float = COV
             if outline.any():
                 outline = select_components(outline, [seed] if seed is not None else [], seed)
             spreads.append(model_spread(p, outline, voxel_ml))
-            overlap = float((outline & case.label).sum())
-            dices.append(2.0 * overlap / max(float(outline.sum() + case.label.sum()), 1.0))
+            dices.append(overlap_metrics(outline, case.label, (1.0, 1.0, 1.0)).dice)
             truths.append(float(case.target.sum()) * voxel_ml)
     scale_low, scale_high = calibrate_scales(spreads, truths, coverage)
     held = [volume - scale_low * (volume - sure) <= truth <= volume + scale_high * (possible - volume)

@@ -6,8 +6,9 @@ cases: every ``<case>_image.nrrd`` / ``<case>_label.nrrd`` pair (label 1 = the l
 as documented for readers: the seed at the centroid of the reference mask (RAS mm), a cube box of 1.5 × the
 mask's largest extent + 10 mm. Then up to three clicks by the simulated reader (:mod:`.interaction`: the
 interior point farthest from the boundary of the largest connected error region, include where the model
-missed tumour, exclude where it over-segmented), each re-running the model with its previous outline. Reported after 0, 1, 2, 3 clicks:
-Dice, volume error, HD95, whether the stated volume range holds the reference volume, and wall time.
+missed tumour, exclude where it over-segmented), each re-running the model with its previous outline.
+Reported after 0, 1, 2, 3 clicks: Dice, volume error, HD95, whether the stated volume range holds the
+reference volume, and wall time.
 """
 from __future__ import annotations
 
