@@ -123,3 +123,22 @@ def test_an_evaluation_case_without_a_lesion_or_without_its_reference_is_refused
     write_image(image, tmp_path / "other_image.nrrd")
     with pytest.raises(InputError, match="no reference for other"):
         case_names(tmp_path)
+
+
+def test_the_best_cutoff_finds_the_probability_level_of_the_reference_boundary():
+    """p falls linearly with the distance r (voxels) from the seed, p = 1 - r / 26; the reference is the ball
+    r <= 6.5, so p >= 0.75 draws exactly the reference (no voxel centre lies at r = 6.5). A bright blob away
+    from the seed (p = 0.95) is not the lesion's part and is dropped, as in the product's outline."""
+    from RadAISegmentLib.lesion.evaluate import best_cutoff
+    reference = np.zeros((40, 50, 50), bool)
+    region = (slice(2, 38), slice(5, 45), slice(5, 45))
+    k, j, i = np.indices((36, 40, 40)).astype(float)
+    seed_kji = np.array([18.0, 20.0, 20.0])
+    distance = np.sqrt((k - 18) ** 2 + (j - 20) ** 2 + (i - 20) ** 2)
+    probability = np.clip(1.0 - distance / 26.0, 0.0, 1.0)
+    probability[30:34, 2:6, 2:6] = 0.95
+    reference[region] = distance <= 6.5
+    best = best_cutoff(probability.astype(np.float32), region, seed_kji, reference, (1.0, 1.0, 1.0))
+    assert best == {"cutoff": 0.75, "dice": 1.0, "volume_error_percent": 0.0}
+    shifted = np.roll(reference, 3, axis=2)                   # the same ball 3 voxels off: no cut-off reaches 1
+    assert best_cutoff(probability.astype(np.float32), region, seed_kji, shifted, (1.0, 1.0, 1.0))["dice"] < 0.9

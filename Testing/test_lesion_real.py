@@ -50,6 +50,9 @@ def test_the_card_states_what_the_model_does_on_each_real_tumour(shipped, case):
     for mine, stated in zip(measured, recorded):
         assert mine["dice"] == pytest.approx(stated["dice"], abs=0.02), (case, mine["clicks"])
         assert mine["volume_error_percent"] == pytest.approx(stated["volume_error_percent"], abs=3.0)
+    # the best any probability cut-off gives without clicks: never below the outline's own (p >= 0.5) Dice
+    assert measured[0]["best_cutoff"]["dice"] >= measured[0]["dice"] - 1e-9
+    assert measured[0]["best_cutoff"]["dice"] == pytest.approx(recorded[0]["best_cutoff"]["dice"], abs=0.02)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -135,14 +135,16 @@ def _previous_for(previous: Optional[Image], number: int, count: int) -> Optiona
 
 def segment_prompts(image: Image, prompts: Sequence[LesionPrompt], model, device: str = "auto",
                     previous: Optional[Image] = None, progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelToken] = None, precision: str = "auto"
-                    ) -> tuple[Image, list[LesionVolume]]:
+                    cancel: Optional[CancelToken] = None, precision: str = "auto",
+                    probability_maps: Optional[list] = None) -> tuple[Image, list[LesionVolume]]:
     """uint8 labelmap on the input grid, label ``n`` for ``prompts[n-1]``, and each lesion's volume and range.
 
     ``previous``: a labelmap on the input grid to refine (label ``n`` is lesion ``n``; with one prompt, any
     label). Where two lesions overlap, the earlier prompt keeps the voxel. Bad prompts raise
     :class:`InputError` before any work is done. ``precision``: ``auto`` runs lesion-roi 2.x in bfloat16 on
-    CPUs with bf16 instructions (as it was trained), ``fp32`` forces single precision.
+    CPUs with bf16 instructions (as it was trained), ``fp32`` forces single precision. ``probability_maps``: a
+    list to which each lesion's ``(region, probability)`` on the input grid is appended (``region``: slices
+    ``[k, j, i]`` of the input array; for diagnostics such as :func:`.evaluate.best_cutoff`).
     """
     if not len(prompts):
         raise InputError("No lesion prompt given; give a seed point R,A,S (mm) inside the lesion or a box around it.")
@@ -176,6 +178,8 @@ def segment_prompts(image: Image, prompts: Sequence[LesionPrompt], model, device
         if cancel is not None:
             cancel.raise_if_cancelled()
         region, values = paste_back_probability(probability, crop, image, footprint=settings.interactive)
+        if probability_maps is not None:
+            probability_maps.append((region, values))
         offset = np.array([s.start for s in region], float)
         mask = values >= 0.5
         if prompt.box_corners_ras is not None:
