@@ -121,8 +121,9 @@ def interactive_session(image: Image, reference: Image, model, clicks: int = CLI
     rows, previous = [], None
     for step in range(clicks + 1):
         started = time.perf_counter()
-        maps: list = []
-        labelmap, volumes = segment_prompts(image, [prompt], model, "cpu", previous, probability_maps=maps)
+        maps: list = []                             # the probabilities without clicks, for best_cutoff
+        labelmap, volumes = segment_prompts(image, [prompt], model, "cpu", previous,
+                                            probability_maps=maps if step == 0 else None)
         seconds = time.perf_counter() - started
         low, high = volumes[0].volume_range_ml
         row = {"clicks": step, **case_metrics(labelmap.array, reference.array, image.spacing_mm),
